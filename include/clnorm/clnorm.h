@@ -1,0 +1,132 @@
+/*
+ * clnorm: batch, layer, instance, group and RMS normalization on any OpenCL device.
+ *
+ * Every problem is seen as (N, C, D): batch, channels, and the product of the spatial sizes.
+ * A context holds a device and a queue (its own, or the application's); a plan is one
+ * validated, compiled problem; forward and backward enqueue work on the context's queue and
+ * return at once, following OpenCL's wait-list / event convention.
+ *
+ * Errors: every call returns a clnorm_status; the detail (the OpenCL call and error name, the
+ * field at fault, the compiler's log) is in clnorm_context_last_error(), kept per context and
+ * per thread. The library never prints and never exits.
+ */
+#ifndef CLNORM_CLNORM_H
+#define CLNORM_CLNORM_H
+
+#include <stddef.h>
+
+#ifndef CL_TARGET_OPENCL_VERSION
+#define CL_TARGET_OPENCL_VERSION 120
+#endif
+#ifdef __APPLE__
+#include <OpenCL/cl.h>
+#else
+#include <CL/cl.h>
+#endif
+
+#include <clnorm/version.h>
+
+#if defined(CLNORM_STATIC_DEFINE)
+#define CLNORM_API
+#elif defined(_WIN32)
+#ifdef CLNORM_BUILDING
+#define CLNORM_API __declspec(dllexport)
+#else
+#define CLNORM_API __declspec(dllimport)
+#endif
+#else
+#define CLNORM_API __attribute__((visibility("default")))
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Values are pinned: they never change between versions. */
+typedef enum clnorm_status {
+    CLNORM_SUCCESS = 0,
+    CLNORM_ERROR_INVALID_ARGUMENT = 1, /* bad descriptor, missing or too-small buffer */
+    CLNORM_ERROR_UNSUPPORTED = 2,      /* valid request this device cannot run */
+    CLNORM_ERROR_OUT_OF_MEMORY = 3,
+    CLNORM_ERROR_BUILD_FAILED = 4, /* kernel compile failed: the log is in last_error */
+    CLNORM_ERROR_NO_DEVICE = 5,
+    CLNORM_ERROR_OPENCL = 6 /* any other OpenCL failure */
+} clnorm_status;
+
+typedef enum clnorm_kind {
+    CLNORM_BATCH,    /* statistics per channel, over N and D */
+    CLNORM_LAYER,    /* statistics per sample, over C and D */
+    CLNORM_INSTANCE, /* statistics per sample and channel, over D */
+    CLNORM_GROUP,    /* statistics per sample and group of C/groups channels */
+    CLNORM_RMS       /* root mean square per sample, over C and D; no mean subtracted */
+} clnorm_kind;
+
+typedef enum clnorm_layout {
+    CLNORM_NCHW, /* [N][C][D] */
+    CLNORM_NHWC  /* [N][D][C], channels last */
+} clnorm_layout;
+
+typedef enum clnorm_dtype { CLNORM_F32, CLNORM_F16, CLNORM_BF16 } clnorm_dtype;
+
+typedef enum clnorm_mode { CLNORM_TRAINING, CLNORM_INFERENCE } clnorm_mode;
+
+typedef struct clnorm_desc {
+    clnorm_kind kind;
+    clnorm_layout layout;
+    clnorm_dtype dtype; /* storage of x, y, dy, dx; parameters and statistics are float */
+    size_t n, c, d;     /* batch, channels, spatial size (product of spatial dims; 1 if none) */
+    size_t groups;      /* CLNORM_GROUP only: divides c */
+    float eps;          /* finite, >= 0: added to the variance inside the square root */
+    float momentum;     /* in [0, 1]: running = (1 - momentum) * running + momentum * batch */
+} clnorm_desc;
+
+typedef struct clnorm_buffers { /* every tensor role, named once; unused ones stay NULL */
+    cl_mem x, y, dy, dx;
+    cl_mem gamma, beta, dgamma, dbeta;
+    cl_mem running_mean, running_var;
+    cl_mem save_mean, save_invstd;
+} clnorm_buffers;
+
+typedef struct clnorm_context clnorm_context; /* device, queue, compiled programs, last error */
+typedef struct clnorm_plan clnorm_plan;       /* one validated, compiled problem */
+
+/*
+ * device_spec: "P:D" (platform and device index), "cpu", "gpu", "accelerator", or a
+ * case-insensitive substring of "platform name / device name". NULL or "" means the
+ * CLNORM_DEVICE environment variable, else the first GPU, else the first device.
+ * No match: CLNORM_ERROR_NO_DEVICE, and clnorm_context_last_error(NULL) lists the devices.
+ */
+CLNORM_API clnorm_status clnorm_context_create(const char *device_spec, clnorm_context **out);
+
+/* Runs on the application's queue (in-order or not); clnorm retains the queue, its context
+ * and device, and releases only those references. */
+CLNORM_API clnorm_status clnorm_context_create_from_queue(cl_command_queue queue,
+                                                          clnorm_context **out);
+CLNORM_API void clnorm_context_release(clnorm_context *ctx); /* NULL is fine */
+CLNORM_API cl_context clnorm_context_cl(const clnorm_context *ctx);
+CLNORM_API cl_command_queue clnorm_context_queue(const clnorm_context *ctx);
+
+/* The message of the last failed call on ctx from this thread; "" when none. With ctx NULL:
+ * the last failure of a call that had no context yet (clnorm_context_create). */
+CLNORM_API const char *clnorm_context_last_error(const clnorm_context *ctx);
+
+CLNORM_API clnorm_status clnorm_plan_create(clnorm_context *ctx, const clnorm_desc *desc,
+                                            clnorm_plan **out);
+CLNORM_API void clnorm_plan_release(clnorm_plan *plan); /* NULL is fine */
+CLNORM_API size_t clnorm_plan_stats_count(const clnorm_plan *plan); /* C, N, N*C or N*G */
+
+CLNORM_API clnorm_status clnorm_forward(clnorm_plan *plan, clnorm_mode mode,
+                                        const clnorm_buffers *bufs, cl_uint num_wait,
+                                        const cl_event *wait, cl_event *done);
+CLNORM_API clnorm_status clnorm_backward(clnorm_plan *plan, clnorm_mode mode,
+                                         const clnorm_buffers *bufs, cl_uint num_wait,
+                                         const cl_event *wait, cl_event *done);
+
+CLNORM_API const char *clnorm_status_string(clnorm_status status);
+CLNORM_API const char *clnorm_version_string(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CLNORM_CLNORM_H */

@@ -1,0 +1,160 @@
+/* Declarations shared between the library's source files; nothing here is public. */
+#ifndef CLNORM_INTERNAL_H
+#define CLNORM_INTERNAL_H
+
+#include <clnorm/clnorm.h>
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+/* ---- errors (error.c) ---------------------------------------------------------------- */
+
+/* Records a message for (ctx, this thread) and returns status. ctx may be NULL. */
+clnorm_status clnorm_fail(const clnorm_context *ctx, clnorm_status status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* An OpenCL failure: "<call>: <CL_ERROR_NAME> (<what>)"; memory errors map to OUT_OF_MEMORY. */
+clnorm_status clnorm_fail_cl(const clnorm_context *ctx, cl_int err, const char *call,
+                             const char *what);
+/* Appends text to this thread's message for ctx (for long build logs). */
+void clnorm_error_append(const clnorm_context *ctx, const char *text);
+void clnorm_error_clear(const clnorm_context *ctx);
+void clnorm_error_forget(const clnorm_context *ctx); /* at context release */
+const char *clnorm_cl_error_name(cl_int err);
+
+/* ---- context (context.c) ------------------------------------------------------------- */
+
+typedef enum clnorm_device_class { CLNORM_CLASS_CPU, CLNORM_CLASS_GPU } clnorm_device_class;
+
+typedef struct clnorm_device_info {
+    char platform_name[256], platform_version[256];
+    char device_name[256], device_vendor[256], driver_version[256];
+    cl_device_type type;
+    clnorm_device_class cls; /* which kernel shapes to use */
+    cl_uint compute_units;
+    size_t max_work_group;
+    cl_ulong local_mem, max_alloc;
+    cl_bool compiler_available;
+} clnorm_device_info;
+
+typedef struct clnorm_program_entry {
+    struct clnorm_program_entry *next;
+    char *options;
+    cl_program program;
+} clnorm_program_entry;
+
+struct clnorm_context {
+    uint64_t serial;     /* unique per process, for the last-error slots */
+    _Atomic long refs;   /* the application's reference and one per plan */
+    cl_platform_id platform;
+    cl_device_id device;
+    cl_context cl;
+    cl_command_queue queue;
+    int out_of_order; /* queue executes out of order: our commands chain with events */
+    clnorm_device_info info;
+    pthread_mutex_t lock; /* guards programs */
+    clnorm_program_entry *programs;
+};
+
+/* Fills info for a device; the class honours CLNORM_DEVICE_CLASS=cpu|gpu (for testing the
+ * other kernel shapes on any device). */
+void clnorm_device_info_read(cl_platform_id platform, cl_device_id device,
+                             clnorm_device_info *info);
+
+/* ---- programs and the binary cache (program.c, cache.c) ---------------------------- */
+
+/* The program built from common.clh + stats.cl + apply.cl + backward.cl with these options;
+ * built once per context and options. The context keeps ownership. */
+clnorm_status clnorm_program_get(clnorm_context *ctx, const char *options, cl_program *out);
+/* One kernel source by file name, from CLNORM_KERNEL_DIR when set, else the embedded copy.
+ * *text is malloc'd. */
+clnorm_status clnorm_kernel_source_read(const clnorm_context *ctx, const char *name, char **text,
+                                        size_t *size);
+
+uint64_t clnorm_hash64(const void *data, size_t size, uint64_t seed);
+#define CLNORM_HASH_SEED 0xcbf29ce484222325ull
+
+/* Returns a malloc'd binary for key, or NULL (no cache, miss, or an unusable file). */
+unsigned char *clnorm_cache_load(const char *key, size_t key_size, size_t *binary_size);
+/* Best effort: a failure to write is never an error. */
+void clnorm_cache_store(const char *key, size_t key_size, const unsigned char *binary,
+                        size_t binary_size);
+/* The cache folder (CLNORM_CACHE_DIR, $XDG_CACHE_HOME/clnorm, ~/.cache/clnorm), or 0 when
+ * CLNORM_CACHE=0 or no folder can be named. */
+int clnorm_cache_dir(char *out, size_t size);
+
+/* ---- plans (plan.c, forward.c, backward.c) ------------------------------------------ */
+
+/* The reduction view of DESIGN.md section 3: groups are (p, r), reduced over (q, s). */
+typedef struct clnorm_view {
+    size_t P, Q, R, S;
+    size_t members; /* partial columns merged into one group (channels-last GROUP: C/G) */
+} clnorm_view;
+
+/* How the statistics pass cuts a group: blocks of qb x sb, sblocks per segment. */
+typedef struct clnorm_blocking {
+    int cols; /* column kernel (S == 1) instead of the row kernel */
+    size_t qb, sb, sblocks, nqb, nblk;
+    size_t work_items; /* of the partial kernel */
+} clnorm_blocking;
+
+struct clnorm_plan {
+    clnorm_context *ctx;
+    clnorm_desc desc;
+    size_t elements;    /* N*C*D */
+    size_t stats_count; /* groups */
+    size_t table_size;  /* per (sample, channel) entries of the apply table; 0 for LAYER/RMS */
+    clnorm_view view;
+    clnorm_blocking blocking;
+    size_t apply_chunk, apply_rowlen, apply_rows_per_sample;
+    size_t local_size; /* of the per-work-item kernels */
+    cl_kernel partial_rows, partial_cols, finalize, from_running, apply;
+    cl_mem partials, stats, table; /* scratch, owned by the plan */
+    pthread_mutex_t lock;          /* kernel arguments, scratch and last event */
+    cl_event last;                 /* last command of the previous call (out-of-order queues) */
+};
+
+size_t clnorm_dtype_size(clnorm_dtype dtype);
+const char *clnorm_kind_name(clnorm_kind kind); /* "BATCH", ... */
+/* Validates the descriptor; the message names the field. */
+clnorm_status clnorm_desc_check(const clnorm_context *ctx, const clnorm_desc *desc);
+
+/* Checks that buf is present (or may be absent) and holds at least bytes. */
+clnorm_status clnorm_buffer_check(const clnorm_context *ctx, cl_mem buf, size_t bytes,
+                                  int required, const char *field);
+
+/*
+ * A call's sequence of kernels. The first waits for the caller's events (and, on an
+ * out-of-order queue, for the plan's previous call, which shares its scratch buffers); each
+ * later one waits for the one before. The plan's lock must be held from the first step to
+ * clnorm_chain_end.
+ */
+typedef struct clnorm_chain {
+    clnorm_plan *plan;
+    cl_uint num_wait;
+    const cl_event *wait;
+    cl_event prev;
+    int steps;
+} clnorm_chain;
+
+void clnorm_chain_begin(clnorm_chain *chain, clnorm_plan *plan, cl_uint num_wait,
+                        const cl_event *wait);
+/* Enqueues kernel over global work-items, rounded up to a multiple of local. */
+clnorm_status clnorm_chain_step(clnorm_chain *chain, cl_kernel kernel, const char *name,
+                                size_t global, size_t local);
+/* Hands the last command's event to *done (a marker when there was none); releases the rest. */
+clnorm_status clnorm_chain_end(clnorm_chain *chain, clnorm_status status, cl_event *done);
+
+/* One kernel argument: KARG(variable) takes its size and address. */
+typedef struct clnorm_karg {
+    size_t size;
+    const void *value;
+} clnorm_karg;
+#define KARG(v) {sizeof(v), &(v)}
+
+/* Sets a kernel's arguments in order; reports the first failure with the kernel's name. */
+clnorm_status clnorm_set_args(const clnorm_context *ctx, cl_kernel kernel, const char *name,
+                              const clnorm_karg *args, cl_uint count);
+
+#endif

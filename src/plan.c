@@ -1,0 +1,353 @@
+/*
+ * Plans: validating a descriptor, mapping it onto the reduction view, choosing kernel shapes
+ * and block sizes for the device, compiling, and owning the scratch buffers.
+ */
+#include "internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Elements one statistics block covers: small enough that its second sweep hits cache, large
+ * enough that partials stay few. */
+#define CPU_BLOCK 4096
+#define CPU_LOCAL 8
+#define GPU_LOCAL 64
+#define COLS 8 /* columns per work-item of the CPU column kernel (CLNORM_RT) */
+
+size_t clnorm_dtype_size(clnorm_dtype dtype) { return dtype == CLNORM_F32 ? 4 : 2; }
+
+const char *clnorm_kind_name(clnorm_kind kind)
+{
+    static const char *const names[] = {"BATCH", "LAYER", "INSTANCE", "GROUP", "RMS"};
+    return (unsigned)kind < 5 ? names[kind] : "?";
+}
+
+clnorm_status clnorm_desc_check(const clnorm_context *ctx, const clnorm_desc *d)
+{
+    if (!d)
+        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT, "desc: NULL");
+    if ((unsigned)d->kind > CLNORM_RMS)
+        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT, "desc.kind: unknown value %d",
+                           (int)d->kind);
+    if ((unsigned)d->layout > CLNORM_NHWC)
+        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT, "desc.layout: unknown value %d",
+                           (int)d->layout);
+    if ((unsigned)d->dtype > CLNORM_BF16)
+        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT, "desc.dtype: unknown value %d",
+                           (int)d->dtype);
+    if (d->c == 0)
+        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT, "desc.c: must be at least 1");
+    if (d->d == 0)
+        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT,
+                           "desc.d: must be at least 1 (1 for data without spatial dimensions)");
+    if (!isfinite(d->eps) || d->eps < 0.0f)
+        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT,
+                           "desc.eps: must be finite and >= 0, got %g", (double)d->eps);
+    if (!(d->momentum >= 0.0f && d->momentum <= 1.0f))
+        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT,
+                           "desc.momentum: must be in [0, 1], got %g", (double)d->momentum);
+    if (d->kind == CLNORM_GROUP && (d->groups == 0 || d->c % d->groups != 0))
+        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT,
+                           "desc.groups: must divide c = %zu, got %zu", d->c, d->groups);
+    size_t cd = d->c * d->d;
+    if (cd / d->c != d->d || (d->n && (cd * d->n) / d->n != cd) ||
+        d->n * cd > SIZE_MAX / 4)
+        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT,
+                           "desc: n*c*d = %zu*%zu*%zu overflows", d->n, d->c, d->d);
+    return CLNORM_SUCCESS;
+}
+
+/* The [P][Q][R][S] view of DESIGN.md section 3, with channels-last GROUP reduced per channel
+ * column and merged C/G columns at a time. */
+static clnorm_view make_view(const clnorm_desc *d)
+{
+    size_t N = d->n, C = d->c, D = d->d, G = d->kind == CLNORM_GROUP ? d->groups : 1;
+    clnorm_view v = {1, 1, 1, 1, 1};
+    int nhwc = d->layout == CLNORM_NHWC && D > 1;
+    switch (d->kind) {
+    case CLNORM_BATCH:
+        v = nhwc ? (clnorm_view){1, N * D, C, 1, 1} : (clnorm_view){1, N, C, D, 1};
+        break;
+    case CLNORM_LAYER:
+    case CLNORM_RMS: v = (clnorm_view){N, 1, 1, C * D, 1}; break;
+    case CLNORM_INSTANCE:
+        v = nhwc ? (clnorm_view){N, D, C, 1, 1} : (clnorm_view){N * C, 1, 1, D, 1};
+        break;
+    case CLNORM_GROUP:
+        v = nhwc ? (clnorm_view){N, D, C, 1, C / G} : (clnorm_view){N * G, 1, 1, (C / G) * D, 1};
+        break;
+    }
+    return v;
+}
+
+static size_t ceil_div(size_t a, size_t b) { return (a + b - 1) / b; }
+static size_t round_up(size_t a, size_t b) { return ceil_div(a, b) * b; }
+
+/* cols: columns per work-item of the column kernel (CLNORM_RT). */
+static clnorm_blocking make_blocking(const clnorm_view *v, size_t cols)
+{
+    clnorm_blocking b = {0};
+    size_t block = CPU_BLOCK;
+    if (v->S == 1 && v->R > 1) {
+        b.cols = 1;
+        b.nqb = ceil_div(v->Q, block / cols);
+        b.qb = ceil_div(v->Q, b.nqb);
+        b.sb = 1;
+        b.sblocks = 1;
+        b.nblk = b.nqb;
+        b.work_items = v->P * b.nqb * ceil_div(v->R, cols);
+    } else {
+        if (v->S >= block) {
+            b.sblocks = ceil_div(v->S, block);
+            b.sb = round_up(ceil_div(v->S, b.sblocks), 8);
+            b.sblocks = ceil_div(v->S, b.sb);
+            b.qb = 1;
+        } else {
+            b.sb = v->S;
+            b.sblocks = 1;
+            b.qb = block / v->S;
+        }
+        b.nqb = ceil_div(v->Q, b.qb);
+        b.qb = ceil_div(v->Q, b.nqb);
+        b.nblk = b.nqb * b.sblocks;
+        b.work_items = v->P * v->R * b.nblk;
+    }
+    return b;
+}
+
+static clnorm_status create_kernel(clnorm_plan *plan, cl_program program, const char *name,
+                                   cl_kernel *out)
+{
+    cl_int err;
+    *out = clCreateKernel(program, name, &err);
+    if (err != CL_SUCCESS)
+        return clnorm_fail_cl(plan->ctx, err, "clCreateKernel", name);
+    return CLNORM_SUCCESS;
+}
+
+static clnorm_status create_scratch(clnorm_plan *plan, size_t bytes, const char *what,
+                                    cl_mem *out)
+{
+    cl_int err;
+    /* Zero-sized buffers are not allowed; a small one keeps the argument list uniform. */
+    *out = clCreateBuffer(plan->ctx->cl, CL_MEM_READ_WRITE, bytes ? bytes : 16, NULL, &err);
+    if (err != CL_SUCCESS)
+        return clnorm_fail_cl(plan->ctx, err, "clCreateBuffer", what);
+    return CLNORM_SUCCESS;
+}
+
+clnorm_status clnorm_plan_create(clnorm_context *ctx, const clnorm_desc *desc, clnorm_plan **out)
+{
+    clnorm_status status;
+    clnorm_plan *plan = NULL;
+    if (!ctx)
+        return clnorm_fail(NULL, CLNORM_ERROR_INVALID_ARGUMENT, "ctx: NULL");
+    clnorm_error_clear(ctx);
+    if (!out)
+        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT, "out: NULL");
+    *out = NULL;
+    status = clnorm_desc_check(ctx, desc);
+    if (status != CLNORM_SUCCESS)
+        return status;
+
+    plan = calloc(1, sizeof *plan);
+    if (!plan)
+        return clnorm_fail(ctx, CLNORM_ERROR_OUT_OF_MEMORY, "plan: out of memory");
+    if (pthread_mutex_init(&plan->lock, NULL) != 0) {
+        free(plan);
+        return clnorm_fail(ctx, CLNORM_ERROR_OUT_OF_MEMORY, "plan: cannot create its lock");
+    }
+    atomic_fetch_add(&ctx->refs, 1);
+    plan->ctx = ctx;
+    plan->desc = *desc;
+    const clnorm_desc *d = &plan->desc;
+    const clnorm_device_info *info = &ctx->info;
+    int gpu = info->cls == CLNORM_CLASS_GPU;
+    plan->elements = d->n * d->c * d->d;
+    plan->view = make_view(d);
+    plan->stats_count = plan->view.P * plan->view.R / plan->view.members;
+    int per_sample = d->kind == CLNORM_LAYER || d->kind == CLNORM_RMS;
+    plan->table_size = per_sample ? 0 : d->kind == CLNORM_BATCH ? d->c : d->n * d->c;
+    size_t cols = gpu ? 1 : COLS;
+    plan->blocking = make_blocking(&plan->view, cols);
+    plan->local_size = gpu ? GPU_LOCAL : CPU_LOCAL;
+    if (plan->local_size > info->max_work_group)
+        plan->local_size = info->max_work_group;
+
+    int apply_mode = per_sample ? 2 : (d->layout == CLNORM_NHWC && d->d > 1) ? 1 : 0;
+    plan->apply_rowlen = apply_mode == 2 ? d->c * d->d : apply_mode == 1 ? d->c : d->d;
+    plan->apply_rows_per_sample = apply_mode == 2 ? 1 : apply_mode == 1 ? d->d : d->c;
+    if (gpu) {
+        plan->apply_chunk = 8;
+    } else {
+        /* Enough chunks for every core to get several, each long enough to stream. */
+        size_t want = ceil_div(plan->elements, (size_t)info->compute_units * 8 + 1);
+        plan->apply_chunk = round_up(want < 1024 ? 1024 : want > 16384 ? 16384 : want, 8);
+    }
+
+    if (plan->elements == 0) {
+        *out = plan;
+        return CLNORM_SUCCESS;
+    }
+
+    char options[256];
+    snprintf(options, sizeof options,
+             "-cl-std=CL1.2 -DCLNORM_DTYPE=%d -DCLNORM_KIND=%d -DCLNORM_APPLY=%d -DCLNORM_RT=%d",
+             (int)d->dtype, (int)d->kind, apply_mode, (int)cols);
+    cl_program program;
+    status = clnorm_program_get(ctx, options, &program);
+    if (status != CLNORM_SUCCESS)
+        goto fail;
+    if ((status = create_kernel(plan, program, "stats_partial_rows", &plan->partial_rows)) ||
+        (status = create_kernel(plan, program, "stats_partial_cols", &plan->partial_cols)) ||
+        (status = create_kernel(plan, program, "stats_finalize", &plan->finalize)) ||
+        (status = create_kernel(plan, program, "stats_from_running", &plan->from_running)) ||
+        (status = create_kernel(plan, program, "apply", &plan->apply)))
+        goto fail;
+    const clnorm_blocking *b = &plan->blocking;
+    if ((status = create_scratch(plan, plan->view.P * plan->view.R * b->nblk * 2 * sizeof(float),
+                                 "partial statistics", &plan->partials)) ||
+        (status = create_scratch(plan, plan->stats_count * 2 * sizeof(float), "statistics",
+                                 &plan->stats)) ||
+        (status = create_scratch(plan, plan->table_size * 3 * sizeof(float), "apply table",
+                                 &plan->table)))
+        goto fail;
+    *out = plan;
+    return CLNORM_SUCCESS;
+fail:
+    clnorm_plan_release(plan);
+    return status;
+}
+
+void clnorm_plan_release(clnorm_plan *plan)
+{
+    if (!plan)
+        return;
+    cl_kernel kernels[] = {plan->partial_rows, plan->partial_cols, plan->finalize,
+                           plan->from_running, plan->apply};
+    for (size_t i = 0; i < sizeof kernels / sizeof kernels[0]; ++i)
+        if (kernels[i])
+            clReleaseKernel(kernels[i]);
+    cl_mem mems[] = {plan->partials, plan->stats, plan->table};
+    for (size_t i = 0; i < sizeof mems / sizeof mems[0]; ++i)
+        if (mems[i])
+            clReleaseMemObject(mems[i]);
+    if (plan->last)
+        clReleaseEvent(plan->last);
+    pthread_mutex_destroy(&plan->lock);
+    clnorm_context_release(plan->ctx);
+    free(plan);
+}
+
+size_t clnorm_plan_stats_count(const clnorm_plan *plan) { return plan ? plan->stats_count : 0; }
+
+clnorm_status clnorm_buffer_check(const clnorm_context *ctx, cl_mem buf, size_t bytes,
+                                  int required, const char *field)
+{
+    if (!buf)
+        return required ? clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT, "%s: required, got NULL",
+                                      field)
+                        : CLNORM_SUCCESS;
+    size_t size = 0;
+    cl_int err = clGetMemObjectInfo(buf, CL_MEM_SIZE, sizeof size, &size, NULL);
+    if (err != CL_SUCCESS)
+        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT, "%s: not a buffer (%s)", field,
+                           clnorm_cl_error_name(err));
+    if (size < bytes)
+        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT,
+                           "%s: holds %zu bytes, the problem needs %zu", field, size, bytes);
+    return CLNORM_SUCCESS;
+}
+
+clnorm_status clnorm_set_args(const clnorm_context *ctx, cl_kernel kernel, const char *name,
+                              const clnorm_karg *args, cl_uint count)
+{
+    for (cl_uint i = 0; i < count; ++i) {
+        cl_int err = clSetKernelArg(kernel, i, args[i].size, args[i].value);
+        if (err != CL_SUCCESS) {
+            char what[128];
+            snprintf(what, sizeof what, "%s, argument %u", name, i);
+            return clnorm_fail_cl(ctx, err, "clSetKernelArg", what);
+        }
+    }
+    return CLNORM_SUCCESS;
+}
+
+void clnorm_chain_begin(clnorm_chain *chain, clnorm_plan *plan, cl_uint num_wait,
+                        const cl_event *wait)
+{
+    chain->plan = plan;
+    chain->num_wait = num_wait;
+    chain->wait = wait;
+    chain->prev = NULL;
+    chain->steps = 0;
+}
+
+clnorm_status clnorm_chain_step(clnorm_chain *chain, cl_kernel kernel, const char *name,
+                                size_t global, size_t local)
+{
+    clnorm_plan *plan = chain->plan;
+    clnorm_context *ctx = plan->ctx;
+    cl_event stack[16], *list = stack, event = NULL;
+    cl_uint count = 0;
+    clnorm_status status = CLNORM_SUCCESS;
+    if (chain->steps == 0) {
+        size_t need = chain->num_wait + 1;
+        if (need > 16 && !(list = malloc(need * sizeof *list)))
+            return clnorm_fail(ctx, CLNORM_ERROR_OUT_OF_MEMORY, "wait list: out of memory");
+        for (cl_uint i = 0; i < chain->num_wait; ++i)
+            list[count++] = chain->wait[i];
+        if (ctx->out_of_order && plan->last)
+            list[count++] = plan->last;
+    } else if (ctx->out_of_order) {
+        list[count++] = chain->prev;
+    }
+    size_t global_size = round_up(global, local);
+    cl_int err = clEnqueueNDRangeKernel(ctx->queue, kernel, 1, NULL, &global_size, &local, count,
+                                        count ? list : NULL, &event);
+    if (err != CL_SUCCESS) {
+        status = clnorm_fail_cl(ctx, err, "clEnqueueNDRangeKernel", name);
+    } else {
+        if (chain->prev)
+            clReleaseEvent(chain->prev);
+        chain->prev = event;
+        chain->steps++;
+    }
+    if (list != stack)
+        free(list);
+    return status;
+}
+
+clnorm_status clnorm_chain_end(clnorm_chain *chain, clnorm_status status, cl_event *done)
+{
+    clnorm_plan *plan = chain->plan;
+    clnorm_context *ctx = plan->ctx;
+    if (status == CLNORM_SUCCESS && chain->steps == 0 && (done || ctx->out_of_order)) {
+        /* Nothing to run (n == 0): still honour the caller's events. */
+        cl_int err = clEnqueueMarkerWithWaitList(ctx->queue, chain->num_wait,
+                                                 chain->num_wait ? chain->wait : NULL,
+                                                 &chain->prev);
+        if (err != CL_SUCCESS) {
+            chain->prev = NULL;
+            status = clnorm_fail_cl(ctx, err, "clEnqueueMarkerWithWaitList", "n == 0");
+        }
+    }
+    /* Even after a failure, earlier steps may still be running on the shared scratch. */
+    if (chain->prev && ctx->out_of_order) {
+        if (plan->last)
+            clReleaseEvent(plan->last);
+        clRetainEvent(chain->prev);
+        plan->last = chain->prev;
+    }
+    if (done) {
+        *done = status == CLNORM_SUCCESS ? chain->prev : NULL;
+        if (status != CLNORM_SUCCESS && chain->prev)
+            clReleaseEvent(chain->prev);
+    } else if (chain->prev) {
+        clReleaseEvent(chain->prev);
+    }
+    chain->prev = NULL;
+    return status;
+}

@@ -1,0 +1,284 @@
+/*
+ * Float64 reference: the definition of every kind written the plain way, element by element,
+ * sharing nothing with the library's kernels. Statistics are two-pass in double.
+ */
+#include "reference.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+size_t ref_offset(const clnorm_desc *p, size_t n, size_t c, size_t d)
+{
+    return p->layout == CLNORM_NCHW ? (n * p->c + c) * p->d + d : (n * p->d + d) * p->c + c;
+}
+
+size_t ref_group(const clnorm_desc *p, size_t n, size_t c, size_t d)
+{
+    (void)d;
+    switch (p->kind) {
+    case CLNORM_BATCH: return c;
+    case CLNORM_LAYER:
+    case CLNORM_RMS: return n;
+    case CLNORM_INSTANCE: return n * p->c + c;
+    case CLNORM_GROUP: return n * p->groups + c / (p->c / p->groups);
+    }
+    return 0;
+}
+
+size_t ref_param(const clnorm_desc *p, size_t n, size_t c, size_t d)
+{
+    (void)n;
+    if (p->kind == CLNORM_LAYER || p->kind == CLNORM_RMS)
+        return ref_offset(p, 0, c, d); /* one sample's elements, in the plan's layout */
+    return c;
+}
+
+size_t ref_groups(const clnorm_desc *p)
+{
+    switch (p->kind) {
+    case CLNORM_BATCH: return p->c;
+    case CLNORM_LAYER:
+    case CLNORM_RMS: return p->n;
+    case CLNORM_INSTANCE: return p->n * p->c;
+    case CLNORM_GROUP: return p->n * p->groups;
+    }
+    return 0;
+}
+
+size_t ref_params(const clnorm_desc *p)
+{
+    return p->kind == CLNORM_LAYER || p->kind == CLNORM_RMS ? p->c * p->d : p->c;
+}
+
+#define FOR_EACH(p)                                                                               \
+    for (size_t n = 0; n < (p)->n; ++n)                                                           \
+        for (size_t c = 0; c < (p)->c; ++c)                                                       \
+            for (size_t d = 0; d < (p)->d; ++d)
+
+/* Per group: count, mean and biased variance (RMS: mean of squares in var, mean 0). */
+static void group_stats(const clnorm_desc *p, const double *x, double *count, double *mean,
+                        double *var)
+{
+    size_t g = ref_groups(p);
+    memset(count, 0, g * sizeof *count);
+    memset(mean, 0, g * sizeof *mean);
+    memset(var, 0, g * sizeof *var);
+    FOR_EACH(p)
+    {
+        size_t k = ref_group(p, n, c, d);
+        count[k] += 1;
+        mean[k] += x[ref_offset(p, n, c, d)];
+    }
+    for (size_t k = 0; k < g; ++k)
+        mean[k] /= count[k];
+    FOR_EACH(p)
+    {
+        size_t k = ref_group(p, n, c, d);
+        double v = x[ref_offset(p, n, c, d)];
+        double dev = p->kind == CLNORM_RMS ? v : v - mean[k];
+        var[k] += dev * dev;
+    }
+    for (size_t k = 0; k < g; ++k) {
+        var[k] /= count[k];
+        if (p->kind == CLNORM_RMS)
+            mean[k] = 0;
+    }
+}
+
+int ref_forward(const clnorm_desc *p, clnorm_mode mode, const ref_inputs *in, ref_outputs *out)
+{
+    size_t g = ref_groups(p);
+    int use_running = in->running_mean && mode == CLNORM_INFERENCE;
+    if (!use_running && ((p->kind == CLNORM_BATCH && p->n * p->d == 1) ||
+                         (p->kind == CLNORM_INSTANCE && p->d == 1)))
+        return -1;
+    double *count = malloc(g * sizeof *count), *mean = malloc(g * sizeof *mean),
+           *var = malloc(g * sizeof *var);
+    group_stats(p, in->x, count, mean, var);
+    if (use_running) { /* statistics per channel, whatever the groups */
+        for (size_t k = 0; k < g; ++k) {
+            size_t c = p->kind == CLNORM_BATCH ? k : k % p->c;
+            mean[k] = in->running_mean[c];
+            var[k] = in->running_var[c];
+        }
+    }
+    if (out->mean && !use_running)
+        for (size_t k = 0; k < g; ++k)
+            out->mean[k] = mean[k];
+    if (out->invstd && !use_running)
+        for (size_t k = 0; k < g; ++k)
+            out->invstd[k] = 1.0 / sqrt(var[k] + (double)p->eps);
+    if (in->running_mean && out->running_mean) {
+        double m = p->momentum;
+        for (size_t c = 0; c < p->c; ++c) {
+            out->running_mean[c] = in->running_mean[c];
+            out->running_var[c] = in->running_var[c];
+        }
+        if (mode == CLNORM_TRAINING) {
+            size_t per = p->kind == CLNORM_BATCH ? 1 : p->n;
+            for (size_t c = 0; c < p->c; ++c) {
+                double am = 0, av = 0;
+                for (size_t s = 0; s < per; ++s) {
+                    size_t k = p->kind == CLNORM_BATCH ? c : s * p->c + c;
+                    am += mean[k];
+                    av += var[k] * count[k] / (count[k] - 1);
+                }
+                out->running_mean[c] = (1 - m) * in->running_mean[c] + m * am / (double)per;
+                out->running_var[c] = (1 - m) * in->running_var[c] + m * av / (double)per;
+            }
+        }
+    }
+    FOR_EACH(p)
+    {
+        size_t k = ref_group(p, n, c, d), i = ref_offset(p, n, c, d), j = ref_param(p, n, c, d);
+        double inv = 1.0 / sqrt(var[k] + (double)p->eps);
+        double gm = in->gamma ? in->gamma[j] : 1.0, bt = in->beta ? in->beta[j] : 0.0;
+        out->y[i] = (in->x[i] - mean[k]) * inv * gm + bt;
+        if (out->scale)
+            out->scale[i] = fabs(inv * gm);
+    }
+    free(count);
+    free(mean);
+    free(var);
+    return 0;
+}
+
+int ref_backward(const clnorm_desc *p, clnorm_mode mode, const ref_inputs *in, ref_outputs *out)
+{
+    size_t g = ref_groups(p), np = ref_params(p);
+    int use_running = in->running_mean && mode == CLNORM_INFERENCE;
+    if (!use_running && ((p->kind == CLNORM_BATCH && p->n * p->d == 1) ||
+                         (p->kind == CLNORM_INSTANCE && p->d == 1)))
+        return -1;
+    double *count = malloc(g * sizeof *count), *mean = malloc(g * sizeof *mean),
+           *var = malloc(g * sizeof *var), *sg = calloc(g, sizeof *sg),
+           *sgx = calloc(g, sizeof *sgx);
+    group_stats(p, in->x, count, mean, var);
+    if (use_running) {
+        for (size_t k = 0; k < g; ++k) {
+            size_t c = p->kind == CLNORM_BATCH ? k : k % p->c;
+            mean[k] = in->running_mean[c];
+            var[k] = in->running_var[c];
+        }
+    }
+    if (out->dgamma)
+        memset(out->dgamma, 0, np * sizeof *out->dgamma);
+    if (out->dbeta)
+        memset(out->dbeta, 0, np * sizeof *out->dbeta);
+    FOR_EACH(p)
+    {
+        size_t k = ref_group(p, n, c, d), i = ref_offset(p, n, c, d), j = ref_param(p, n, c, d);
+        double inv = 1.0 / sqrt(var[k] + (double)p->eps);
+        double xh = (in->x[i] - mean[k]) * inv;
+        double gv = in->dy[i] * (in->gamma ? in->gamma[j] : 1.0);
+        sg[k] += gv;
+        sgx[k] += gv * xh;
+        if (out->dgamma)
+            out->dgamma[j] += in->dy[i] * xh;
+        if (out->dbeta)
+            out->dbeta[j] += in->dy[i];
+    }
+    if (out->y) {
+        FOR_EACH(p)
+        {
+            size_t k = ref_group(p, n, c, d), i = ref_offset(p, n, c, d),
+                   j = ref_param(p, n, c, d);
+            double inv = 1.0 / sqrt(var[k] + (double)p->eps);
+            double xh = (in->x[i] - mean[k]) * inv;
+            double gv = in->dy[i] * (in->gamma ? in->gamma[j] : 1.0);
+            if (use_running)
+                out->y[i] = gv * inv;
+            else if (p->kind == CLNORM_RMS)
+                out->y[i] = inv * (gv - xh * sgx[k] / count[k]);
+            else
+                out->y[i] = inv * (gv - sg[k] / count[k] - xh * sgx[k] / count[k]);
+        }
+    }
+    free(count);
+    free(mean);
+    free(var);
+    free(sg);
+    free(sgx);
+    return 0;
+}
+
+uint16_t ref_half_from_float(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    uint32_t sign = (u >> 16) & 0x8000u;
+    uint32_t a = u & 0x7fffffffu;
+    if (a > 0x7f800000u)
+        return (uint16_t)(sign | 0x7e00u | ((a >> 13) & 0x3ffu));
+    if (a >= 0x477ff000u) /* rounds to at least 65536: infinity */
+        return (uint16_t)(sign | 0x7c00u);
+    if (a < 0x38800000u) { /* subnormal half (or zero): scale by 2^24 and round */
+        float af;
+        memcpy(&af, &a, 4);
+        double v = (double)af * 16777216.0; /* units of 2^-24 */
+        double r = nearbyint(v);           /* default rounding: to nearest even */
+        return (uint16_t)(sign | (uint32_t)r);
+    }
+    uint32_t mant = a + 0xc8000fffu + ((a >> 13) & 1u); /* rebias exponent (-112 << 23), round */
+    return (uint16_t)(sign | (mant >> 13));
+}
+
+float ref_float_from_half(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+    float f;
+    if (e == 0) {
+        f = (float)ldexp((double)m, -24);
+        return sign ? -f : f;
+    }
+    uint32_t u = e == 31 ? sign | 0x7f800000u | (m << 13) : sign | ((e + 112) << 23) | (m << 13);
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+uint16_t ref_bf16_from_float(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u)
+        return (uint16_t)((u >> 16) | 0x40u);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+float ref_float_from_bf16(uint16_t b)
+{
+    uint32_t u = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+void ref_store(clnorm_dtype dtype, const float *in, void *out, size_t n)
+{
+    if (dtype == CLNORM_F32) {
+        memcpy(out, in, n * sizeof(float));
+        return;
+    }
+    uint16_t *o = out;
+    for (size_t i = 0; i < n; ++i)
+        o[i] = dtype == CLNORM_F16 ? ref_half_from_float(in[i]) : ref_bf16_from_float(in[i]);
+}
+
+void ref_load(clnorm_dtype dtype, const void *in, double *out, size_t n)
+{
+    if (dtype == CLNORM_F32) {
+        const float *f = in;
+        for (size_t i = 0; i < n; ++i)
+            out[i] = f[i];
+        return;
+    }
+    const uint16_t *h = in;
+    for (size_t i = 0; i < n; ++i)
+        out[i] = dtype == CLNORM_F16 ? ref_float_from_half(h[i]) : ref_float_from_bf16(h[i]);
+}
+
+double ref_unit_roundoff(clnorm_dtype dtype)
+{
+    return dtype == CLNORM_F32 ? ldexp(1, -24) : dtype == CLNORM_F16 ? ldexp(1, -11) : ldexp(1, -8);
+}

@@ -1,0 +1,55 @@
+/* Float64 reference implementations and storage conversions, for tests and clnorm-bench. */
+#ifndef CLNORM_TESTS_REFERENCE_H
+#define CLNORM_TESTS_REFERENCE_H
+
+#include <clnorm/clnorm.h>
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Where element (n, c, d) lives in memory for the descriptor's layout. */
+size_t ref_offset(const clnorm_desc *desc, size_t n, size_t c, size_t d);
+/* Which statistics group (index into save_*) element (n, c, d) belongs to. */
+size_t ref_group(const clnorm_desc *desc, size_t n, size_t c, size_t d);
+/* Index into gamma / beta of element (n, c, d). */
+size_t ref_param(const clnorm_desc *desc, size_t n, size_t c, size_t d);
+size_t ref_groups(const clnorm_desc *desc);
+size_t ref_params(const clnorm_desc *desc); /* elements of gamma / beta */
+
+typedef struct ref_inputs {
+    const double *x;                     /* as stored (already rounded to the dtype) */
+    const float *gamma, *beta;           /* NULL: 1 and 0 */
+    const float *running_mean, *running_var; /* NULL: none */
+    const double *dy;                    /* backward only */
+} ref_inputs;
+
+typedef struct ref_outputs {
+    double *y;                           /* or dx for backward */
+    double *mean, *invstd;               /* per group (RMS: mean unused, invstd = invrms) */
+    double *running_mean, *running_var;  /* updated copies (C each), when running given */
+    double *dgamma, *dbeta;              /* backward: ref_params each */
+    double *scale;                       /* per element: |invstd * gamma|, for tolerances */
+} ref_outputs;
+
+/* Forward in float64 with the semantics of DESIGN.md section 1. Returns 0, or -1 when the
+ * request is invalid (own statistics over a single element). */
+int ref_forward(const clnorm_desc *desc, clnorm_mode mode, const ref_inputs *in,
+                ref_outputs *out);
+
+/* Backward in float64: dx (into out->y), dgamma, dbeta. TRAINING differentiates through the
+ * batch statistics; INFERENCE with running statistics treats them as constants. */
+int ref_backward(const clnorm_desc *desc, clnorm_mode mode, const ref_inputs *in,
+                 ref_outputs *out);
+
+/* Storage conversions with round-to-nearest-even, as the kernels store. */
+uint16_t ref_half_from_float(float f);
+float ref_float_from_half(uint16_t h);
+uint16_t ref_bf16_from_float(float f);
+float ref_float_from_bf16(uint16_t b);
+/* Converts n floats into the dtype's storage (out holds n * size) and back. */
+void ref_store(clnorm_dtype dtype, const float *in, void *out, size_t n);
+void ref_load(clnorm_dtype dtype, const void *in, double *out, size_t n);
+/* Relative rounding of the storage type: 2^-24, 2^-11 or 2^-8. */
+double ref_unit_roundoff(clnorm_dtype dtype);
+
+#endif

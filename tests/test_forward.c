@@ -1,0 +1,334 @@
+/* Forward normalization against the float64 reference, over the whole matrix of kinds,
+ * layouts, storage types, modes and optional buffers, and on hard data. */
+#include "forward_case.h"
+#include "harness.h"
+#include "reference.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static fcase *cases;
+static int ncases;
+
+static void add(fcase fc)
+{
+    cases = realloc(cases, (size_t)(ncases + 1) * sizeof *cases);
+    cases[ncases++] = fc;
+}
+
+/* kind x layout x dtype x mode x optional buffers, on a few shapes. */
+static void build_matrix(void)
+{
+    static const size_t big[][3] = {{2, 6, 15}, {3, 4, 1}, {1, 8, 37}, {5, 12, 49}};
+    static const size_t small[][3] = {{2, 6, 5}, {3, 4, 1}};
+    const size_t(*shapes)[3] = harness_small() ? small : big;
+    int nshapes = harness_small() ? 2 : 4;
+    uint64_t seed = 1;
+    for (int sh = 0; sh < nshapes; ++sh)
+        for (int kind = CLNORM_BATCH; kind <= CLNORM_RMS; ++kind) {
+            size_t c = shapes[sh][1];
+            size_t glist[3] = {0}, ng = 1;
+            if (kind == CLNORM_GROUP) {
+                glist[0] = 1;
+                glist[1] = c / 2;
+                glist[2] = c;
+                ng = 3;
+            }
+            for (size_t gi = 0; gi < ng; ++gi)
+                for (int layout = 0; layout < 2; ++layout)
+                    for (int dtype = 0; dtype < 3; ++dtype)
+                        for (int mode = 0; mode < 2; ++mode)
+                            for (int variant = 0; variant < 3; ++variant) {
+                                fcase fc = {0};
+                                fc.desc = (clnorm_desc){(clnorm_kind)kind, (clnorm_layout)layout,
+                                                        (clnorm_dtype)dtype, shapes[sh][0], c,
+                                                        shapes[sh][2], glist[gi], 1e-5f, 0.1f};
+                                fc.mode = (clnorm_mode)mode;
+                                int has_running = kind == CLNORM_BATCH || kind == CLNORM_INSTANCE;
+                                fc.gamma = variant != 1;
+                                fc.beta = variant == 0;
+                                fc.running = variant == 0 && has_running;
+                                fc.save = variant != 1;
+                                fc.fill = FILL_NORMAL;
+                                fc.offset = 0.5 * kind;
+                                fc.scale = 1.0 + layout;
+                                fc.seed = seed++;
+                                add(fc);
+                            }
+        }
+}
+
+START_TEST(matrix_matches_reference) { fcase_check(&cases[_i]); }
+END_TEST
+
+/* One case per kind and layout with a given fill, for the data-shaped tests below. */
+static void each_kind(fill_kind fill, double offset, double tol, int dtype, size_t n, size_t c,
+                      size_t d, int running, clnorm_mode mode)
+{
+    for (int kind = CLNORM_BATCH; kind <= CLNORM_RMS; ++kind)
+        for (int layout = 0; layout < 2; ++layout) {
+            fcase fc = {0};
+            fc.desc = (clnorm_desc){(clnorm_kind)kind, (clnorm_layout)layout, (clnorm_dtype)dtype,
+                                    n, c, d, kind == CLNORM_GROUP ? (c % 2 ? c : c / 2) : 0, 1e-5f, 0.1f};
+            fc.mode = mode;
+            fc.gamma = fc.beta = fc.save = 1;
+            fc.running = running && (kind == CLNORM_BATCH || kind == CLNORM_INSTANCE);
+            fc.fill = fill;
+            fc.offset = offset;
+            fc.scale = 1.0;
+            fc.seed = 1000 + (uint64_t)kind * 10 + (uint64_t)layout;
+            fc.tol = tol;
+            fcase_check(&fc);
+        }
+}
+
+START_TEST(exact_fill_is_within_four_ulps)
+{
+    size_t d = harness_small() ? 9 : 301;
+    for (int dtype = 0; dtype < 3; ++dtype)
+        each_kind(FILL_EXACT, 0.0, 4.0, dtype, 3, 6, d, 0, CLNORM_TRAINING);
+}
+END_TEST
+
+START_TEST(constant_group_gives_beta)
+{
+    size_t d = harness_small() ? 7 : 1001;
+    for (int dtype = 0; dtype < 3; ++dtype) {
+        each_kind(FILL_CONSTANT, 2.5, 0, dtype, 2, 4, d, 0, CLNORM_TRAINING);
+        each_kind(FILL_CONSTANT, -7.0, 0, dtype, 2, 4, d, 1, CLNORM_TRAINING);
+    }
+}
+END_TEST
+
+START_TEST(nan_stays_in_its_group)
+{
+    size_t d = harness_small() ? 6 : 257;
+    for (int dtype = 0; dtype < 3; ++dtype)
+        each_kind(FILL_NAN, 1.0, 0, dtype, 3, 4, d, 1, CLNORM_TRAINING);
+}
+END_TEST
+
+START_TEST(odd_sizes)
+{
+    static const size_t shapes[][3] = {{1, 1, 2}, {7, 3, 13}, {2, 1, 1}, {1, 17, 1},
+                                       {13, 5, 11}, {1, 2, 4099}, {3, 1031, 3}};
+    int count = harness_small() ? 3 : 7;
+    for (int s = 0; s < count; ++s)
+        for (int dtype = 0; dtype < 3; dtype += 2)
+            each_kind(FILL_NORMAL, 0.25, 0, dtype, shapes[s][0], shapes[s][1], shapes[s][2], 1,
+                      CLNORM_TRAINING);
+}
+END_TEST
+
+START_TEST(large_offset_long_reductions)
+{
+    /* Mean 1e4, std 1: every kind reduces over 100k+ elements (a million for LAYER/RMS). */
+    each_kind(FILL_NORMAL, 1e4, 0, CLNORM_F32, 4, 3, 60000, 1, CLNORM_TRAINING);
+    each_kind(FILL_NORMAL, 1e4, 0, CLNORM_F32, 2, 8, 131072, 0, CLNORM_TRAINING);
+}
+END_TEST
+
+START_TEST(inference_with_running_statistics)
+{
+    size_t d = harness_small() ? 5 : 97;
+    for (int dtype = 0; dtype < 3; ++dtype)
+        each_kind(FILL_NORMAL, 3.0, 0, dtype, 3, 5, d, 1, CLNORM_INFERENCE);
+    /* Running statistics make single-element groups valid in INFERENCE. */
+    each_kind(FILL_NORMAL, 3.0, 0, CLNORM_F32, 1, 5, 1, 1, CLNORM_INFERENCE);
+}
+END_TEST
+
+/* Runs forward for desc on x (floats, stored as desc.dtype) and returns y as floats. */
+static float *run(const clnorm_desc *desc, const float *x, int in_place, float *save_mean,
+                  float *save_invstd)
+{
+    clnorm_context *ctx = harness_ctx();
+    size_t total = desc->n * desc->c * desc->d, esize = desc->dtype == CLNORM_F32 ? 4 : 2;
+    void *xs = malloc(total * esize);
+    double *yd = malloc(total * sizeof *yd);
+    float *y = malloc(total * sizeof *y);
+    ref_store(desc->dtype, x, xs, total);
+    clnorm_plan *plan;
+    CLNORM_OK(ctx, clnorm_plan_create(ctx, desc, &plan));
+    size_t groups = clnorm_plan_stats_count(plan);
+    clnorm_buffers b = {0};
+    b.x = harness_buffer(xs, total * esize);
+    b.y = in_place ? b.x : harness_buffer(NULL, total * esize);
+    b.save_mean = harness_buffer(NULL, groups * 4);
+    b.save_invstd = harness_buffer(NULL, groups * 4);
+    CLNORM_OK(ctx, clnorm_forward(plan, CLNORM_TRAINING, &b, 0, NULL, NULL));
+    harness_read(b.y, xs, total * esize);
+    if (save_mean)
+        harness_read(b.save_mean, save_mean, groups * 4);
+    if (save_invstd)
+        harness_read(b.save_invstd, save_invstd, groups * 4);
+    ref_load(desc->dtype, xs, yd, total);
+    for (size_t i = 0; i < total; ++i)
+        y[i] = (float)yd[i];
+    clReleaseMemObject(b.x);
+    if (!in_place)
+        clReleaseMemObject(b.y);
+    clReleaseMemObject(b.save_mean);
+    clReleaseMemObject(b.save_invstd);
+    clnorm_plan_release(plan);
+    free(xs);
+    free(yd);
+    return y;
+}
+
+START_TEST(nhwc_equals_nchw_after_permutation)
+{
+    size_t N = 3, C = 6, D = harness_small() ? 5 : 211;
+    harness_rng rng = {77};
+    float *nchw = malloc(N * C * D * 4), *nhwc = malloc(N * C * D * 4);
+    for (size_t i = 0; i < N * C * D; ++i)
+        nchw[i] = (float)(5.0 + 2.0 * harness_normal(&rng));
+    for (size_t n = 0; n < N; ++n)
+        for (size_t c = 0; c < C; ++c)
+            for (size_t d = 0; d < D; ++d)
+                nhwc[(n * D + d) * C + c] = nchw[(n * C + c) * D + d];
+    for (int kind = CLNORM_BATCH; kind <= CLNORM_RMS; ++kind) {
+        clnorm_desc a = {(clnorm_kind)kind, CLNORM_NCHW, CLNORM_F32, N, C, D, 3, 1e-5f, 0.1f};
+        clnorm_desc b = a;
+        b.layout = CLNORM_NHWC;
+        float ma[64], mb[64], ia[64], ib[64];
+        float *ya = run(&a, nchw, 0, ma, ia), *yb = run(&b, nhwc, 0, mb, ib);
+        for (size_t n = 0; n < N; ++n)
+            for (size_t c = 0; c < C; ++c)
+                for (size_t d = 0; d < D; ++d) {
+                    float u = ya[(n * C + c) * D + d], v = yb[(n * D + d) * C + c];
+                    ck_assert_msg(fabsf(u - v) <= 1e-5f * (1 + fabsf(u)),
+                                  "kind %d: NCHW y = %.9g, NHWC y = %.9g at (%zu,%zu,%zu)", kind,
+                                  (double)u, (double)v, n, c, d);
+                }
+        size_t groups = ref_groups(&a);
+        for (size_t g = 0; g < groups; ++g) {
+            ck_assert_msg(fabsf(ma[g] - mb[g]) <= 1e-5f * (1 + fabsf(ma[g])), "kind %d mean", kind);
+            ck_assert_msg(fabsf(ia[g] - ib[g]) <= 1e-5f * ia[g], "kind %d invstd", kind);
+        }
+        free(ya);
+        free(yb);
+    }
+    free(nchw);
+    free(nhwc);
+}
+END_TEST
+
+START_TEST(same_input_gives_same_bits)
+{
+    size_t N = 4, C = 8, D = harness_small() ? 9 : 5000;
+    harness_rng rng = {99};
+    float *x = malloc(N * C * D * 4);
+    for (size_t i = 0; i < N * C * D; ++i)
+        x[i] = (float)(100.0 + harness_normal(&rng));
+    for (int kind = CLNORM_BATCH; kind <= CLNORM_RMS; ++kind)
+        for (int layout = 0; layout < 2; ++layout) {
+            clnorm_desc desc = {(clnorm_kind)kind, (clnorm_layout)layout, CLNORM_F32, N, C, D, 4,
+                                1e-5f, 0.1f};
+            float *a = run(&desc, x, 0, NULL, NULL), *b = run(&desc, x, 0, NULL, NULL);
+            ck_assert_msg(memcmp(a, b, N * C * D * 4) == 0, "kind %d layout %d differs", kind,
+                          layout);
+            free(a);
+            free(b);
+        }
+    free(x);
+}
+END_TEST
+
+START_TEST(in_place_matches_out_of_place)
+{
+    size_t N = 2, C = 5, D = harness_small() ? 7 : 333;
+    harness_rng rng = {5};
+    float *x = malloc(N * C * D * 4);
+    for (size_t i = 0; i < N * C * D; ++i)
+        x[i] = (float)harness_normal(&rng);
+    for (int kind = CLNORM_BATCH; kind <= CLNORM_RMS; ++kind)
+        for (int dtype = 0; dtype < 3; ++dtype) {
+            clnorm_desc desc = {(clnorm_kind)kind, CLNORM_NHWC, (clnorm_dtype)dtype, N, C, D, 5,
+                                1e-5f, 0.1f};
+            float *a = run(&desc, x, 0, NULL, NULL), *b = run(&desc, x, 1, NULL, NULL);
+            ck_assert_msg(memcmp(a, b, N * C * D * 4) == 0, "kind %d dtype %d", kind, dtype);
+            free(a);
+            free(b);
+        }
+    free(x);
+}
+END_TEST
+
+START_TEST(running_statistics_over_several_steps)
+{
+    clnorm_context *ctx = harness_ctx();
+    size_t N = 3, C = 4, D = harness_small() ? 5 : 50;
+    for (int kind = CLNORM_BATCH; kind <= CLNORM_INSTANCE; kind += 2)
+        for (int layout = 0; layout < 2; ++layout) {
+            clnorm_desc desc = {(clnorm_kind)kind, (clnorm_layout)layout, CLNORM_F32, N, C, D, 0,
+                                1e-5f, 0.3f};
+            clnorm_plan *plan;
+            CLNORM_OK(ctx, clnorm_plan_create(ctx, &desc, &plan));
+            float rm[4] = {0, 0, 0, 0}, rv[4] = {1, 1, 1, 1}, x[3 * 4 * 50];
+            double want_m[4], want_v[4], y[3 * 4 * 50], xd[3 * 4 * 50];
+            clnorm_buffers b = {0};
+            b.x = harness_buffer(NULL, sizeof x);
+            b.y = harness_buffer(NULL, sizeof x);
+            b.running_mean = harness_buffer(rm, sizeof rm);
+            b.running_var = harness_buffer(rv, sizeof rv);
+            harness_rng rng = {kind * 7 + layout};
+            for (int step = 0; step < 5; ++step) {
+                for (size_t i = 0; i < N * C * D; ++i)
+                    xd[i] = x[i] = (float)(step + (1 + step) * harness_normal(&rng));
+                CL_OK(clEnqueueWriteBuffer(clnorm_context_queue(ctx), b.x, CL_TRUE, 0,
+                                           N * C * D * 4, x, 0, NULL, NULL));
+                CLNORM_OK(ctx, clnorm_forward(plan, CLNORM_TRAINING, &b, 0, NULL, NULL));
+                ref_inputs in = {xd, NULL, NULL, rm, rv, NULL};
+                ref_outputs out = {y, NULL, NULL, want_m, want_v, NULL, NULL, NULL};
+                ck_assert_int_eq(ref_forward(&desc, CLNORM_TRAINING, &in, &out), 0);
+                for (size_t c = 0; c < C; ++c) {
+                    rm[c] = (float)want_m[c];
+                    rv[c] = (float)want_v[c];
+                }
+            }
+            float got_m[4], got_v[4];
+            harness_read(b.running_mean, got_m, sizeof got_m);
+            harness_read(b.running_var, got_v, sizeof got_v);
+            for (size_t c = 0; c < C; ++c) {
+                ck_assert_msg(fabsf(got_m[c] - rm[c]) <= 1e-5f * (1 + fabsf(rm[c])),
+                              "kind %d layout %d running_mean[%zu] = %g, want %g", kind, layout,
+                              c, (double)got_m[c], (double)rm[c]);
+                ck_assert_msg(fabsf(got_v[c] - rv[c]) <= 1e-5f * rv[c],
+                              "kind %d layout %d running_var[%zu] = %g, want %g", kind, layout, c,
+                              (double)got_v[c], (double)rv[c]);
+            }
+            clReleaseMemObject(b.x);
+            clReleaseMemObject(b.y);
+            clReleaseMemObject(b.running_mean);
+            clReleaseMemObject(b.running_var);
+            clnorm_plan_release(plan);
+        }
+}
+END_TEST
+
+int main(void)
+{
+    harness_ctx();
+    build_matrix();
+    Suite *s = suite_create("forward");
+    TCase *tc = tcase_create("forward");
+    tcase_set_timeout(tc, 0);
+    tcase_add_loop_test(tc, matrix_matches_reference, 0, ncases);
+    tcase_add_test(tc, exact_fill_is_within_four_ulps);
+    tcase_add_test(tc, constant_group_gives_beta);
+    tcase_add_test(tc, nan_stays_in_its_group);
+    tcase_add_test(tc, odd_sizes);
+    if (!harness_small())
+        tcase_add_test(tc, large_offset_long_reductions);
+    tcase_add_test(tc, inference_with_running_statistics);
+    tcase_add_test(tc, nhwc_equals_nchw_after_permutation);
+    tcase_add_test(tc, same_input_gives_same_bits);
+    tcase_add_test(tc, in_place_matches_out_of_place);
+    tcase_add_test(tc, running_statistics_over_several_steps);
+    suite_add_tcase(s, tc);
+    int rc = harness_run(s);
+    free(cases);
+    return rc;
+}
