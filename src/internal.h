@@ -53,8 +53,9 @@ struct clnorm_context {
     cl_command_queue queue;
     int out_of_order; /* queue executes out of order: our commands chain with events */
     clnorm_device_info info;
-    pthread_mutex_t lock; /* guards programs */
+    pthread_mutex_t lock; /* guards programs and the counters below */
     clnorm_program_entry *programs;
+    unsigned long compiled, loaded; /* programs built from source / from the binary cache */
 };
 
 /* Fills info for a device; the class honours CLNORM_DEVICE_CLASS=cpu|gpu (for testing the

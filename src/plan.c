@@ -170,8 +170,6 @@ clnorm_status clnorm_plan_create(clnorm_context *ctx, const clnorm_desc *desc, c
     plan->stats_count = plan->view.P * plan->view.R / plan->view.members;
     int per_sample = d->kind == CLNORM_LAYER || d->kind == CLNORM_RMS;
     plan->table_size = per_sample ? 0 : d->kind == CLNORM_BATCH ? d->c : d->n * d->c;
-    size_t cols = gpu ? 1 : COLS;
-    plan->blocking = make_blocking(&plan->view, cols);
     plan->local_size = gpu ? GPU_LOCAL : CPU_LOCAL;
     if (plan->local_size > info->max_work_group)
         plan->local_size = info->max_work_group;
@@ -187,10 +185,12 @@ clnorm_status clnorm_plan_create(clnorm_context *ctx, const clnorm_desc *desc, c
         plan->apply_chunk = round_up(want < 1024 ? 1024 : want > 16384 ? 16384 : want, 8);
     }
 
-    if (plan->elements == 0) {
+    if (plan->elements == 0) { /* a valid no-op: nothing to compile or allocate */
         *out = plan;
         return CLNORM_SUCCESS;
     }
+    size_t cols = gpu ? 1 : COLS;
+    plan->blocking = make_blocking(&plan->view, cols);
 
     char options[256];
     snprintf(options, sizeof options,

@@ -109,8 +109,7 @@ static cl_program from_binary(const clnorm_context *ctx, const unsigned char *bi
     return program;
 }
 
-static void store_binary(const clnorm_context *ctx, cl_program program, const char *key,
-                         size_t key_size)
+static void store_binary(cl_program program, const char *key, size_t key_size)
 {
     size_t size = 0;
     if (clGetProgramInfo(program, CL_PROGRAM_BINARY_SIZES, sizeof size, &size, NULL) !=
@@ -122,7 +121,6 @@ static void store_binary(const clnorm_context *ctx, cl_program program, const ch
         clGetProgramInfo(program, CL_PROGRAM_BINARIES, sizeof binary, &binary, NULL) == CL_SUCCESS)
         clnorm_cache_store(key, key_size, binary, size);
     free(binary);
-    (void)ctx;
 }
 
 static clnorm_status build(clnorm_context *ctx, const char *options, cl_program *out)
@@ -144,7 +142,9 @@ static clnorm_status build(clnorm_context *ctx, const char *options, cl_program 
     binary = clnorm_cache_load(key, key_size, &binary_size);
     if (binary)
         program = from_binary(ctx, binary, binary_size, options);
-    if (!program) {
+    if (program) {
+        ctx->loaded++;
+    } else {
         if (!ctx->info.compiler_available) {
             status = clnorm_fail(ctx, CLNORM_ERROR_UNSUPPORTED,
                                  "device %s has no compiler and the binary cache holds no "
@@ -164,7 +164,8 @@ static clnorm_status build(clnorm_context *ctx, const char *options, cl_program 
             status = build_failed(ctx, program, err, options);
             goto fail;
         }
-        store_binary(ctx, program, key, key_size);
+        ctx->compiled++;
+        store_binary(program, key, key_size);
     }
     *out = program;
     program = NULL;
