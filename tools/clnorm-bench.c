@@ -1,1 +1,1055 @@
-int main(void) { return 0; }
+/*
+ * clnorm-bench: the project's benchmark (DESIGN.md section 8).
+ *
+ * Each problem is timed as the application sees it: wall clock from enqueue to clFinish, the
+ * median of repeated calls after warm-up. Its yardstick is the library's own copy kernel moving
+ * the same minimal bytes on the same device in the same run, so SOL = copy time / operation time
+ * means the same thing on a loaded laptop and on an idle GPU. Every result is also checked
+ * against the float64 reference of the tests: a fast wrong kernel shows up here as a failure,
+ * not as a good number.
+ *
+ * It links the static library for two internals (src/internal.h): the program that holds the
+ * copy kernel, and a plan's apply chunk and local size, so that the copy runs in the work layout
+ * the plans choose for this device rather than in one this file would have to keep in step.
+ */
+#include "internal.h"
+#include "reference.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEFAULT_REPEAT 20
+#define MIN_AUTO_REPEAT 5
+#define AUTO_BUDGET_S 2.0 /* timed seconds per problem, when --repeat does not say */
+#define WARMUP 2          /* untimed: PoCL compiles a kernel for its local size at first use */
+#define EPS 1e-5f
+#define MOMENTUM 0.1f
+#define SEED 0x9e3779b97f4a7c15ull
+#define GRAD_TOL 1e-4 /* relative L2 error of float results of backward */
+
+/* The options every plan's program is built with (the copy kernel is in all of them); asking
+ * for them through clnorm_program_get adds -cl-std and the rest exactly as plans do. */
+#define COPY_OPTIONS "-cl-std=CL1.2 -DCLNORM_DTYPE=0 -DCLNORM_KIND=0 -DCLNORM_APPLY=0 -DCLNORM_RT=8"
+
+typedef enum bench_pass { PASS_TRAINING, PASS_INFERENCE, PASS_BACKWARD } bench_pass;
+
+static const char *const kind_names[] = {"batch", "layer", "instance", "group", "rms"};
+static const char *const pass_names[] = {"forward-training", "forward-inference", "backward"};
+static const char *const layout_names[] = {"nchw", "nhwc"};
+static const char *const dtype_names[] = {"f32", "f16", "bf16"};
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+/*
+ * Shapes users meet, at the sizes the performance targets are measured on (>= 16 MiB in f32)
+ * for every kind, plus medium and small ones where launch overhead and layout matter. Layout is
+ * left out where it changes nothing (D = 1), and not every pass is run on every shape, to keep
+ * the suite to a few minutes on a 2-core CPU.
+ */
+static const char *const default_suite[] = {
+    /* ResNet activations, 24.5 MiB */
+    "batch:forward-training:nchw:32x64x3136",
+    "batch:forward-training:nhwc:32x64x3136",
+    "batch:forward-inference:nchw:32x64x3136",
+    "batch:forward-inference:nhwc:32x64x3136",
+    "batch:backward:nchw:32x64x3136",
+    "batch:backward:nhwc:32x64x3136",
+    "instance:forward-training:nchw:32x64x3136",
+    "instance:forward-training:nhwc:32x64x3136",
+    "instance:backward:nchw:32x64x3136",
+    "instance:backward:nhwc:32x64x3136",
+    "group:forward-training:nchw:32x64x3136/32",
+    "group:forward-training:nhwc:32x64x3136/32",
+    /* An HD image, 23.7 MiB: three long channels */
+    "instance:forward-training:nchw:1x3x2073600",
+    "instance:forward-training:nhwc:1x3x2073600",
+    "instance:forward-inference:nchw:1x3x2073600",
+    "instance:forward-inference:nhwc:1x3x2073600",
+    "instance:backward:nchw:1x3x2073600",
+    "instance:backward:nhwc:1x3x2073600",
+    /* Diffusion U-Net group norm, 20 MiB */
+    "group:forward-training:nchw:4x320x4096/32",
+    "group:forward-training:nhwc:4x320x4096/32",
+    "group:forward-inference:nchw:4x320x4096/32",
+    "group:forward-inference:nhwc:4x320x4096/32",
+    "group:backward:nchw:4x320x4096/32",
+    "group:backward:nhwc:4x320x4096/32",
+    /* Transformer rows, 16 MiB */
+    "layer:forward-training:nchw:4096x1024x1",
+    "layer:forward-inference:nchw:4096x1024x1",
+    "layer:backward:nchw:4096x1024x1",
+    "rms:forward-training:nchw:4096x1024x1",
+    "rms:forward-inference:nchw:4096x1024x1",
+    "rms:backward:nchw:4096x1024x1",
+    /* ResNet, later stage, 8 MiB */
+    "batch:forward-training:nchw:8x256x1024",
+    "batch:forward-training:nhwc:8x256x1024",
+    "batch:backward:nchw:8x256x1024",
+    "batch:backward:nhwc:8x256x1024",
+    "group:forward-training:nchw:8x256x1024/32",
+    "group:forward-training:nhwc:8x256x1024/32",
+    "group:backward:nchw:8x256x1024/32",
+    "group:backward:nhwc:8x256x1024/32",
+    "instance:forward-training:nchw:8x256x1024",
+    "instance:forward-training:nhwc:8x256x1024",
+    "layer:forward-training:nchw:8x256x1024",
+    "layer:forward-training:nhwc:8x256x1024",
+    "rms:forward-training:nchw:8x256x1024",
+    "rms:forward-training:nhwc:8x256x1024",
+    /* Small: launch overhead dominates */
+    "batch:forward-training:nchw:1x32x64",
+    "batch:forward-training:nhwc:1x32x64",
+    "layer:forward-training:nchw:1x32x64",
+    "instance:forward-training:nchw:1x32x64",
+    "group:forward-training:nchw:1x32x64/8",
+    "group:forward-training:nhwc:1x32x64/8",
+    "rms:forward-training:nchw:1x32x64",
+    "layer:backward:nchw:1x32x64",
+};
+
+typedef struct problem {
+    clnorm_desc desc;
+    bench_pass pass;
+} problem;
+
+typedef enum row_status { ROW_OK, ROW_FAIL, ROW_UNSUPPORTED, ROW_ERROR } row_status;
+static const char *const status_names[] = {"ok", "fail", "unsupported", "error"};
+
+typedef struct result {
+    row_status status;
+    double bytes;            /* minimal bytes of the operation */
+    double ms, copy_ms;      /* medians */
+    double max_err, err_tol; /* largest absolute error; largest error / tolerance */
+    int repeats;
+    char message[1024]; /* why it failed, or where the largest error is */
+} result;
+
+typedef struct bench {
+    clnorm_context *ctx;
+    cl_command_queue queue;
+    cl_kernel copy;
+    char device[600];
+    const char *device_type;
+    int repeat; /* 0: choose per problem */
+    int json;
+    int progress_tty;
+} bench;
+
+static void usage(FILE *out)
+{
+    fputs("usage: clnorm-bench [--device SPEC] [--dtype f32|f16|bf16] [--repeat N] [--json]\n"
+          "                    [PROBLEM...]\n"
+          "\n"
+          "Times clnorm's forward and backward calls against the device's own copy speed and\n"
+          "checks every result against a float64 reference.\n"
+          "\n"
+          "  PROBLEM        kind:pass:layout:NxCxD[/G]\n"
+          "                 e.g. group:forward-training:nhwc:8x256x1024/32\n"
+          "                   kind    batch layer instance group rms\n"
+          "                   pass    forward-training forward-inference backward\n"
+          "                   layout  nchw nhwc\n"
+          "                   /G      groups, for group only (divides C)\n"
+          "                 None: the default suite, every kind, pass and layout (--list).\n"
+          "  --device SPEC  P:D, cpu, gpu, accelerator or part of \"platform / device\"\n"
+          "                 (default: $CLNORM_DEVICE, else the first GPU, else the first device)\n"
+          "  --dtype T      storage of x, y, dy, dx (default f32)\n"
+          "  --repeat N     timed calls per problem, median reported (default 20, down to 5\n"
+          "                 for problems slower than 0.1 s)\n"
+          "  --json         one JSON object per problem and line instead of the table\n"
+          "  --list         print the default suite and exit\n"
+          "  --help         print this text and exit\n"
+          "\n"
+          "Columns: ms is the median wall time of one call, enqueue to clFinish; GB/s counts the\n"
+          "minimal bytes (forward: x read and y written; backward: x and dy read, dx written);\n"
+          "copy GB/s is the library's copy kernel moving the same bytes; SOL = copy time / time;\n"
+          "max_err is the largest absolute error against the reference and err/tol the largest\n"
+          "error over its tolerance (backward: relative L2 errors of dx, dgamma and dbeta over\n"
+          "theirs).\n"
+          "\n"
+          "Exit status: 0 when every result is within tolerance, 1 when one is not or a call\n"
+          "failed (unsupported calls do not count), 2 for bad arguments.\n",
+          out);
+}
+
+static _Noreturn void bad_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static _Noreturn void bad_usage(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("clnorm-bench: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputs("\nTry 'clnorm-bench --help'.\n", stderr);
+    va_end(ap);
+    exit(2);
+}
+
+static int lookup(const char *name, const char *const *names, size_t count)
+{
+    for (size_t i = 0; i < count; ++i)
+        if (strcmp(name, names[i]) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* Digits only (no sign, no spaces): strtoull alone would take "-1" and " 7". */
+static int parse_size(const char **text, size_t *out)
+{
+    const char *s = *text;
+    size_t v = 0;
+    if (*s < '0' || *s > '9')
+        return -1;
+    for (; *s >= '0' && *s <= '9'; ++s) {
+        size_t digit = (size_t)(*s - '0');
+        if (v > (SIZE_MAX - digit) / 10)
+            return -1;
+        v = v * 10 + digit;
+    }
+    *text = s;
+    *out = v;
+    return 0;
+}
+
+/* Parses kind:pass:layout:NxCxD[/G]; on failure writes why into err. */
+static int parse_problem(const char *text, clnorm_dtype dtype, problem *out, char *err,
+                         size_t err_size)
+{
+    char buf[256];
+    char *field[4];
+    if (strlen(text) >= sizeof buf) {
+        snprintf(err, err_size, "problem too long");
+        return -1;
+    }
+    strcpy(buf, text);
+    field[0] = buf;
+    for (int i = 1; i < 4; ++i) {
+        char *colon = strchr(field[i - 1], ':');
+        if (!colon) {
+            snprintf(err, err_size, "want kind:pass:layout:NxCxD[/G]");
+            return -1;
+        }
+        *colon = '\0';
+        field[i] = colon + 1;
+    }
+    int kind = lookup(field[0], kind_names, COUNT(kind_names));
+    int pass = lookup(field[1], pass_names, COUNT(pass_names));
+    int layout = lookup(field[2], layout_names, COUNT(layout_names));
+    if (kind < 0) {
+        snprintf(err, err_size, "unknown kind '%s' (batch, layer, instance, group, rms)",
+                 field[0]);
+        return -1;
+    }
+    if (pass < 0) {
+        snprintf(err, err_size,
+                 "unknown pass '%s' (forward-training, forward-inference, backward)", field[1]);
+        return -1;
+    }
+    if (layout < 0) {
+        snprintf(err, err_size, "unknown layout '%s' (nchw, nhwc)", field[2]);
+        return -1;
+    }
+    size_t n, c, d, groups = 0;
+    const char *s = field[3];
+    if (parse_size(&s, &n) || *s++ != 'x' || parse_size(&s, &c) || *s++ != 'x' ||
+        parse_size(&s, &d) || (*s == '/' && (++s, parse_size(&s, &groups))) || *s) {
+        snprintf(err, err_size, "bad shape '%s' (want NxCxD, or NxCxD/G for group)", field[3]);
+        return -1;
+    }
+    if (n == 0 || c == 0 || d == 0) {
+        snprintf(err, err_size, "shape '%s': N, C and D must be at least 1", field[3]);
+        return -1;
+    }
+    if (kind == CLNORM_GROUP && (groups == 0 || c % groups != 0)) {
+        snprintf(err, err_size, "shape '%s': group needs /G with G dividing C", field[3]);
+        return -1;
+    }
+    if (kind != CLNORM_GROUP && groups != 0) {
+        snprintf(err, err_size, "shape '%s': /G is for group only", field[3]);
+        return -1;
+    }
+    if (n > SIZE_MAX / c || n * c > SIZE_MAX / d || n * c * d > SIZE_MAX / 16) {
+        snprintf(err, err_size, "shape '%s': too large", field[3]);
+        return -1;
+    }
+    memset(out, 0, sizeof *out);
+    out->desc = (clnorm_desc){(clnorm_kind)kind, (clnorm_layout)layout, dtype, n, c, d, groups,
+                              EPS, MOMENTUM};
+    out->pass = (bench_pass)pass;
+    return 0;
+}
+
+static const char *problem_name(const problem *p, char *buf, size_t size)
+{
+    const clnorm_desc *d = &p->desc;
+    int len = snprintf(buf, size, "%s:%s:%s:%zux%zux%zu", kind_names[d->kind],
+                       pass_names[p->pass], layout_names[d->layout], d->n, d->c, d->d);
+    if (d->kind == CLNORM_GROUP && len > 0 && (size_t)len < size)
+        snprintf(buf + len, size - (size_t)len, "/%zu", d->groups);
+    return buf;
+}
+
+/* ---- data ------------------------------------------------------------------------------ */
+
+typedef struct rng {
+    uint64_t state;
+    double spare;
+    int has_spare;
+} rng;
+
+static uint64_t rng_next(rng *g) /* splitmix64 */
+{
+    uint64_t z = (g->state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static double rng_uniform(rng *g) { return (double)(rng_next(g) >> 11) * 0x1p-53; }
+
+static double rng_normal(rng *g) /* Box-Muller, both values used */
+{
+    if (g->has_spare) {
+        g->has_spare = 0;
+        return g->spare;
+    }
+    double u = 1.0 - rng_uniform(g), v = rng_uniform(g);
+    double r = sqrt(-2.0 * log(u)), t = 6.283185307179586 * v;
+    g->spare = r * sin(t);
+    g->has_spare = 1;
+    return r * cos(t);
+}
+
+/* total standard normal values in the dtype's storage, generated a block at a time so that no
+ * float copy of the whole tensor is needed. */
+static void *random_tensor(clnorm_dtype dtype, size_t total, rng *g)
+{
+    size_t esize = clnorm_dtype_size(dtype);
+    unsigned char *out = malloc(total * esize);
+    float block[4096];
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < total; i += COUNT(block)) {
+        size_t k = total - i < COUNT(block) ? total - i : COUNT(block);
+        for (size_t j = 0; j < k; ++j)
+            block[j] = (float)rng_normal(g);
+        ref_store(dtype, block, out + i * esize, k);
+    }
+    return out;
+}
+
+static double *to_double(clnorm_dtype dtype, const void *stored, size_t total)
+{
+    double *out = malloc((total ? total : 1) * sizeof *out);
+    if (out)
+        ref_load(dtype, stored, out, total);
+    return out;
+}
+
+/* ---- device ---------------------------------------------------------------------------- */
+
+static void set_message(result *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_message(result *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->message, sizeof r->message, fmt, ap);
+    va_end(ap);
+}
+
+/* A copy of data, or (data NULL) bytes of 0xff, a NaN in every dtype, so that an element the
+ * call forgets to write fails the check. */
+static cl_mem make_buffer(const bench *B, const void *data, size_t bytes, const char *what,
+                          result *r)
+{
+    cl_int err;
+    cl_mem buf = clCreateBuffer(clnorm_context_cl(B->ctx),
+                                CL_MEM_READ_WRITE | (data ? CL_MEM_COPY_HOST_PTR : 0), bytes,
+                                (void *)data, &err);
+    if (err != CL_SUCCESS) {
+        set_message(r, "clCreateBuffer (%s, %zu bytes): %s", what, bytes,
+                    clnorm_cl_error_name(err));
+        return NULL;
+    }
+    if (!data) {
+        unsigned char pattern = 0xff;
+        err = clEnqueueFillBuffer(B->queue, buf, &pattern, 1, 0, bytes, 0, NULL, NULL);
+        if (err == CL_SUCCESS)
+            err = clFinish(B->queue);
+        if (err != CL_SUCCESS) {
+            set_message(r, "clEnqueueFillBuffer (%s): %s", what, clnorm_cl_error_name(err));
+            clReleaseMemObject(buf);
+            return NULL;
+        }
+    }
+    return buf;
+}
+
+static int read_buffer(const bench *B, cl_mem buf, void *out, size_t bytes, const char *what,
+                       result *r)
+{
+    cl_int err = clEnqueueReadBuffer(B->queue, buf, CL_TRUE, 0, bytes, out, 0, NULL, NULL);
+    if (err != CL_SUCCESS) {
+        set_message(r, "clEnqueueReadBuffer (%s): %s", what, clnorm_cl_error_name(err));
+        return -1;
+    }
+    return 0;
+}
+
+static void release_buffers(clnorm_buffers *b)
+{
+    cl_mem *all[] = {&b->x,         &b->y,         &b->dy,           &b->dx,
+                     &b->gamma,     &b->beta,      &b->dgamma,       &b->dbeta,
+                     &b->save_mean, &b->save_invstd, &b->running_mean, &b->running_var};
+    for (size_t i = 0; i < COUNT(all); ++i) {
+        if (*all[i])
+            clReleaseMemObject(*all[i]);
+        *all[i] = NULL;
+    }
+}
+
+/* ---- timing ---------------------------------------------------------------------------- */
+
+typedef enum op_kind { OP_FORWARD, OP_BACKWARD, OP_COPY } op_kind;
+
+typedef struct op {
+    op_kind kind;
+    clnorm_plan *plan;
+    clnorm_mode mode;
+    const clnorm_buffers *bufs;
+    size_t global, local; /* OP_COPY */
+} op;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* One call, waited for. */
+static clnorm_status op_run(const bench *B, const op *o, result *r)
+{
+    clnorm_status s = CLNORM_SUCCESS;
+    cl_int err = CL_SUCCESS;
+    switch (o->kind) {
+    case OP_FORWARD: s = clnorm_forward(o->plan, o->mode, o->bufs, 0, NULL, NULL); break;
+    case OP_BACKWARD: s = clnorm_backward(o->plan, o->mode, o->bufs, 0, NULL, NULL); break;
+    case OP_COPY:
+        err = clEnqueueNDRangeKernel(B->queue, B->copy, 1, NULL, &o->global, &o->local, 0, NULL,
+                                     NULL);
+        break;
+    }
+    if (s != CLNORM_SUCCESS) {
+        set_message(r, "%s: %s: %s", o->kind == OP_FORWARD ? "clnorm_forward" : "clnorm_backward",
+                    clnorm_status_string(s), clnorm_context_last_error(B->ctx));
+        return s;
+    }
+    if (err != CL_SUCCESS) {
+        set_message(r, "clEnqueueNDRangeKernel (copy): %s", clnorm_cl_error_name(err));
+        return CLNORM_ERROR_OPENCL;
+    }
+    err = clFinish(B->queue);
+    if (err != CL_SUCCESS) {
+        set_message(r, "clFinish: %s", clnorm_cl_error_name(err));
+        return CLNORM_ERROR_OPENCL;
+    }
+    return CLNORM_SUCCESS;
+}
+
+static int compare_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median milliseconds of *repeats calls after WARMUP untimed ones; *repeats 0 means choose
+ * from the warm-up's speed, so that a slow problem does not hold the suite up for minutes. */
+static clnorm_status op_time(const bench *B, const op *o, int *repeats, double *ms, result *r)
+{
+    double last = 0;
+    clnorm_status s;
+    for (int i = 0; i < WARMUP; ++i) {
+        double t0 = now_s();
+        if ((s = op_run(B, o, r)))
+            return s;
+        last = now_s() - t0;
+    }
+    int n = *repeats;
+    if (n == 0) {
+        n = DEFAULT_REPEAT;
+        if (last * n > AUTO_BUDGET_S)
+            n = (int)(AUTO_BUDGET_S / last);
+        if (n < MIN_AUTO_REPEAT)
+            n = MIN_AUTO_REPEAT;
+    }
+    double *t = malloc((size_t)n * sizeof *t);
+    if (!t) {
+        set_message(r, "out of host memory");
+        return CLNORM_ERROR_OUT_OF_MEMORY;
+    }
+    for (int i = 0; i < n; ++i) {
+        double t0 = now_s();
+        if ((s = op_run(B, o, r))) {
+            free(t);
+            return s;
+        }
+        t[i] = (now_s() - t0) * 1e3;
+    }
+    qsort(t, (size_t)n, sizeof *t, compare_double);
+    *ms = n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+    *repeats = n;
+    free(t);
+    return CLNORM_SUCCESS;
+}
+
+/*
+ * The speed of light: the copy kernel reading and writing bytes/2 each, one work-item per chunk,
+ * with the chunk and local size a float32 plan of that many elements gets for its apply pass.
+ */
+static clnorm_status copy_time(bench *B, double bytes, int repeats, double *ms, result *r)
+{
+    size_t floats = ((size_t)bytes / 2 + sizeof(float) - 1) / sizeof(float);
+    clnorm_desc yard = {CLNORM_BATCH, CLNORM_NCHW, CLNORM_F32, 1, 1, floats, 0, EPS, MOMENTUM};
+    clnorm_plan *plan = NULL;
+    clnorm_status s = clnorm_plan_create(B->ctx, &yard, &plan);
+    if (s) {
+        set_message(r, "clnorm_plan_create (copy yardstick): %s: %s", clnorm_status_string(s),
+                    clnorm_context_last_error(B->ctx));
+        return s;
+    }
+    cl_ulong total = floats, chunk = plan->apply_chunk;
+    /* forward.c launches apply with 256 work-items per group on GPUs and with the plan's
+     * local_size elsewhere; the plan records only the latter. */
+    size_t local = B->ctx->info.cls == CLNORM_CLASS_GPU ? 256 : plan->local_size;
+    clnorm_plan_release(plan);
+    if (local > B->ctx->info.max_work_group)
+        local = B->ctx->info.max_work_group;
+    size_t items = (floats + chunk - 1) / chunk;
+    op o = {OP_COPY, NULL, CLNORM_TRAINING, NULL, (items + local - 1) / local * local, local};
+
+    cl_mem src = make_buffer(B, NULL, floats * sizeof(float), "copy source", r);
+    cl_mem dst = src ? make_buffer(B, NULL, floats * sizeof(float), "copy destination", r) : NULL;
+    if (!dst) {
+        if (src)
+            clReleaseMemObject(src);
+        return CLNORM_ERROR_OPENCL;
+    }
+    cl_int err;
+    if ((err = clSetKernelArg(B->copy, 0, sizeof src, &src)) ||
+        (err = clSetKernelArg(B->copy, 1, sizeof dst, &dst)) ||
+        (err = clSetKernelArg(B->copy, 2, sizeof total, &total)) ||
+        (err = clSetKernelArg(B->copy, 3, sizeof chunk, &chunk))) {
+        set_message(r, "clSetKernelArg (copy): %s", clnorm_cl_error_name(err));
+        s = CLNORM_ERROR_OPENCL;
+    } else {
+        s = op_time(B, &o, &repeats, ms, r);
+    }
+    clReleaseMemObject(src);
+    clReleaseMemObject(dst);
+    return s;
+}
+
+/* ---- checks ---------------------------------------------------------------------------- */
+
+/*
+ * Forward, element by element, with the tolerance of DESIGN.md section 7 as the tests use it:
+ * 16 * 2^-23 * (max|x| of the group (or |running_mean|) + |x|) * |invstd * gamma|, plus the
+ * storage type's rounding of y.
+ */
+static int check_forward(const clnorm_desc *d, int use_running, const float *running_mean,
+                         const double *x, const double *got, const double *want,
+                         const double *scale, result *r)
+{
+    size_t groups = ref_groups(d);
+    double *gmax = calloc(groups, sizeof *gmax);
+    if (!gmax)
+        return -1;
+    for (size_t n = 0; n < d->n; ++n)
+        for (size_t c = 0; c < d->c; ++c)
+            for (size_t s = 0; s < d->d; ++s) {
+                size_t g = ref_group(d, n, c, s);
+                double v = fabs(x[ref_offset(d, n, c, s)]);
+                if (v > gmax[g])
+                    gmax[g] = v;
+            }
+    double factor = 16.0 * ldexp(1, -23), u = ref_unit_roundoff(d->dtype) + ldexp(1, -23);
+    double worst = 0, max_err = 0, worst_tol = 0;
+    size_t worst_i = 0;
+    for (size_t n = 0; n < d->n; ++n)
+        for (size_t c = 0; c < d->c; ++c)
+            for (size_t s = 0; s < d->d; ++s) {
+                size_t i = ref_offset(d, n, c, s);
+                double mag = use_running ? fabs(running_mean[c]) : gmax[ref_group(d, n, c, s)];
+                double tol = factor * (mag + fabs(x[i])) * scale[i] + u * fabs(want[i]) + 1e-30;
+                double err = fabs(got[i] - want[i]);
+                if (isnan(want[i]))
+                    continue; /* random normal data never gives one; nothing to compare */
+                if (isnan(err))
+                    err = INFINITY;
+                if (err > max_err)
+                    max_err = err;
+                if (err / tol > worst) {
+                    worst = err / tol;
+                    worst_i = i;
+                    worst_tol = tol;
+                }
+            }
+    r->max_err = max_err;
+    r->err_tol = worst;
+    if (worst > 0)
+        set_message(r, "y[%zu] = %.9g, want %.9g (tolerance %.3g)", worst_i, got[worst_i],
+                    want[worst_i], worst_tol);
+    free(gmax);
+    return 0;
+}
+
+/* ||got - want|| / ||want||; *max_abs gets the largest element difference. */
+static double relative_l2(const double *got, const double *want, size_t count, double *max_abs)
+{
+    double num = 0, den = 0, m = 0;
+    for (size_t i = 0; i < count; ++i) {
+        double e = fabs(got[i] - want[i]);
+        if (isnan(e))
+            e = INFINITY;
+        m = e > m ? e : m;
+        num += e * e;
+        den += want[i] * want[i];
+    }
+    if (max_abs)
+        *max_abs = m;
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+static double *float_to_double(const float *in, size_t count)
+{
+    double *out = malloc((count ? count : 1) * sizeof *out);
+    for (size_t i = 0; out && i < count; ++i)
+        out[i] = in[i];
+    return out;
+}
+
+/* ---- one problem ----------------------------------------------------------------------- */
+
+static void run_problem(bench *B, const problem *p, result *r)
+{
+    const clnorm_desc *d = &p->desc;
+    size_t total = d->n * d->c * d->d, esize = clnorm_dtype_size(d->dtype);
+    size_t bytes = total * esize, np = ref_params(d), groups = ref_groups(d);
+    int backward = p->pass == PASS_BACKWARD;
+    int running = !backward && (d->kind == CLNORM_BATCH || d->kind == CLNORM_INSTANCE);
+    int has_beta = d->kind != CLNORM_RMS; /* RMS norm is used without a bias */
+    clnorm_mode mode = p->pass == PASS_INFERENCE ? CLNORM_INFERENCE : CLNORM_TRAINING;
+    memset(r, 0, sizeof *r);
+    r->status = ROW_ERROR;
+    r->bytes = (double)bytes * (backward ? 3 : 2);
+
+    if (bytes > B->ctx->info.max_alloc) { /* before gigabytes of host data are made for it */
+        set_message(r, "x needs %zu bytes, the device allocates at most %llu per buffer", bytes,
+                    (unsigned long long)B->ctx->info.max_alloc);
+        return;
+    }
+    rng g = {SEED ^ (uint64_t)total, 0, 0};
+    void *xs = random_tensor(d->dtype, total, &g);
+    void *dys = backward ? random_tensor(d->dtype, total, &g) : NULL;
+    void *outs = malloc(bytes ? bytes : 1);
+    float *gamma = malloc(np * sizeof *gamma), *beta = malloc(np * sizeof *beta);
+    float *rm = malloc(d->c * sizeof *rm), *rv = malloc(d->c * sizeof *rv);
+    float *dgamma = malloc(np * sizeof *dgamma), *dbeta = malloc(np * sizeof *dbeta);
+    double *xd = NULL, *dyd = NULL, *got = NULL, *want = NULL, *scale = NULL;
+    double *want_dg = NULL, *want_db = NULL, *got_dg = NULL, *got_db = NULL;
+    clnorm_plan *plan = NULL;
+    clnorm_buffers b = {0};
+    clnorm_status s;
+    if (!xs || (backward && !dys) || !outs || !gamma || !beta || !rm || !rv || !dgamma ||
+        !dbeta) {
+        set_message(r, "out of host memory");
+        goto done;
+    }
+    for (size_t i = 0; i < np; ++i) {
+        gamma[i] = (float)(0.5 + rng_uniform(&g));
+        beta[i] = (float)rng_normal(&g);
+    }
+    for (size_t c = 0; c < d->c; ++c) {
+        rm[c] = (float)(0.1 * rng_normal(&g));
+        rv[c] = (float)(0.5 + rng_uniform(&g));
+    }
+
+    if ((s = clnorm_plan_create(B->ctx, d, &plan))) {
+        set_message(r, "clnorm_plan_create: %s: %s", clnorm_status_string(s),
+                    clnorm_context_last_error(B->ctx));
+        if (s == CLNORM_ERROR_UNSUPPORTED)
+            r->status = ROW_UNSUPPORTED;
+        goto done;
+    }
+    if (!(b.x = make_buffer(B, xs, bytes, "x", r)) ||
+        !(b.gamma = make_buffer(B, gamma, np * sizeof *gamma, "gamma", r)) ||
+        (has_beta && !(b.beta = make_buffer(B, beta, np * sizeof *beta, "beta", r))))
+        goto done;
+    if (running && (!(b.running_mean = make_buffer(B, rm, d->c * sizeof *rm, "running_mean", r)) ||
+                    !(b.running_var = make_buffer(B, rv, d->c * sizeof *rv, "running_var", r))))
+        goto done;
+    /* Training saves the statistics for backward, as a framework's training step does. */
+    if (mode == CLNORM_TRAINING &&
+        (!(b.save_mean = make_buffer(B, NULL, groups * sizeof(float), "save_mean", r)) ||
+         !(b.save_invstd = make_buffer(B, NULL, groups * sizeof(float), "save_invstd", r))))
+        goto done;
+
+    op o = {backward ? OP_BACKWARD : OP_FORWARD, plan, mode, &b, 0, 0};
+    if (!backward) {
+        if (!(b.y = make_buffer(B, NULL, bytes, "y", r)))
+            goto done;
+    } else {
+        if (!(b.dy = make_buffer(B, dys, bytes, "dy", r)) ||
+            !(b.dx = make_buffer(B, NULL, bytes, "dx", r)) ||
+            !(b.dgamma = make_buffer(B, NULL, np * sizeof(float), "dgamma", r)) ||
+            (has_beta && !(b.dbeta = make_buffer(B, NULL, np * sizeof(float), "dbeta", r))))
+            goto done;
+        /* The forward of the same x fills save_mean / save_invstd (y goes to dx, which
+         * backward overwrites). */
+        clnorm_buffers f = {0};
+        f.x = b.x;
+        f.y = b.dx;
+        f.gamma = b.gamma;
+        f.beta = b.beta;
+        f.save_mean = b.save_mean;
+        f.save_invstd = b.save_invstd;
+        op fo = {OP_FORWARD, plan, CLNORM_TRAINING, &f, 0, 0};
+        if ((s = op_run(B, &fo, r))) {
+            if (s == CLNORM_ERROR_UNSUPPORTED)
+                r->status = ROW_UNSUPPORTED;
+            goto done;
+        }
+    }
+
+    /* The first call is checked; the timed ones repeat it. */
+    if ((s = op_run(B, &o, r))) {
+        if (s == CLNORM_ERROR_UNSUPPORTED)
+            r->status = ROW_UNSUPPORTED;
+        goto done;
+    }
+    if (read_buffer(B, backward ? b.dx : b.y, outs, bytes, backward ? "dx" : "y", r) ||
+        (backward && read_buffer(B, b.dgamma, dgamma, np * sizeof *dgamma, "dgamma", r)) ||
+        (backward && has_beta && read_buffer(B, b.dbeta, dbeta, np * sizeof *dbeta, "dbeta", r)))
+        goto done;
+    if (!(xd = to_double(d->dtype, xs, total)) || !(got = to_double(d->dtype, outs, total)) ||
+        !(want = malloc((total ? total : 1) * sizeof *want))) {
+        set_message(r, "out of host memory");
+        goto done;
+    }
+    if (!backward) {
+        int use_running = running && mode == CLNORM_INFERENCE;
+        ref_inputs in = {xd, gamma, has_beta ? beta : NULL, running ? rm : NULL,
+                         running ? rv : NULL, NULL};
+        if (!(scale = malloc((total ? total : 1) * sizeof *scale))) {
+            set_message(r, "out of host memory");
+            goto done;
+        }
+        ref_outputs out = {want, NULL, NULL, NULL, NULL, NULL, NULL, scale};
+        if (ref_forward(d, mode, &in, &out) != 0) {
+            set_message(r, "the reference refuses this problem (statistics over one element)");
+            goto done;
+        }
+        if (check_forward(d, use_running, rm, xd, got, want, scale, r)) {
+            set_message(r, "out of host memory");
+            goto done;
+        }
+    } else {
+        if (!(dyd = to_double(d->dtype, dys, total)) ||
+            !(want_dg = malloc(np * sizeof *want_dg)) ||
+            !(want_db = malloc(np * sizeof *want_db)) ||
+            !(got_dg = float_to_double(dgamma, np)) || !(got_db = float_to_double(dbeta, np))) {
+            set_message(r, "out of host memory");
+            goto done;
+        }
+        ref_inputs in = {xd, gamma, has_beta ? beta : NULL, NULL, NULL, dyd};
+        ref_outputs out = {want, NULL, NULL, NULL, NULL, want_dg, want_db, NULL};
+        if (ref_backward(d, CLNORM_TRAINING, &in, &out) != 0) {
+            set_message(r, "the reference refuses this problem (statistics over one element)");
+            goto done;
+        }
+        /* dx is stored in the dtype: its rounding, u per element, bounds the achievable error;
+         * dgamma and dbeta are float whatever the dtype. */
+        double dx_tol = fmax(GRAD_TOL, 4 * ref_unit_roundoff(d->dtype));
+        double e_dx = relative_l2(got, want, total, &r->max_err);
+        double e_dg = relative_l2(got_dg, want_dg, np, NULL);
+        double e_db = has_beta ? relative_l2(got_db, want_db, np, NULL) : 0;
+        r->err_tol = fmax(e_dx / dx_tol, fmax(e_dg, e_db) / GRAD_TOL);
+        if (isnan(r->err_tol))
+            r->err_tol = INFINITY;
+        set_message(r, "relative L2 error: dx %.3g (tolerance %.3g), dgamma %.3g, dbeta %.3g "
+                    "(tolerance %.3g)", e_dx, dx_tol, e_dg, e_db, GRAD_TOL);
+    }
+    /* The reference's copies are large; the timing needs none of them. */
+    free(xd);
+    free(dyd);
+    free(got);
+    free(want);
+    free(scale);
+    xd = dyd = got = want = scale = NULL;
+
+    r->repeats = B->repeat;
+    if (op_time(B, &o, &r->repeats, &r->ms, r) ||
+        copy_time(B, r->bytes, r->repeats, &r->copy_ms, r))
+        goto done;
+    r->status = r->err_tol <= 1.0 ? ROW_OK : ROW_FAIL;
+done:
+    release_buffers(&b);
+    clnorm_plan_release(plan);
+    void *heap[] = {xs, dys, outs, gamma, beta,  rm,      rv,      dgamma, dbeta,
+                    xd, dyd, got,  want,  scale, want_dg, want_db, got_dg, got_db};
+    for (size_t i = 0; i < COUNT(heap); ++i)
+        free(heap[i]);
+}
+
+/* ---- output ---------------------------------------------------------------------------- */
+
+static void json_string(const char *s)
+{
+    putchar('"');
+    for (; *s; ++s) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            printf("\\%c", ch);
+        else if (ch < 0x20)
+            printf("\\u%04x", ch);
+        else
+            putchar(ch);
+    }
+    putchar('"');
+}
+
+/* JSON has no infinity or NaN: those become null. */
+static void json_number(const char *key, double v, int have)
+{
+    printf(",\"%s\":", key);
+    if (have && isfinite(v))
+        printf("%.6g", v);
+    else
+        fputs("null", stdout);
+}
+
+static void print_json(const bench *B, const problem *p, const result *r)
+{
+    const clnorm_desc *d = &p->desc;
+    int timed = r->status == ROW_OK || r->status == ROW_FAIL;
+    fputs("{\"device\":", stdout);
+    json_string(B->device);
+    printf(",\"device_type\":\"%s\",\"compute_units\":%u", B->device_type,
+           (unsigned)B->ctx->info.compute_units);
+    printf(",\"kind\":\"%s\",\"pass\":\"%s\",\"layout\":\"%s\",\"dtype\":\"%s\"",
+           kind_names[d->kind], pass_names[p->pass], layout_names[d->layout],
+           dtype_names[d->dtype]);
+    printf(",\"n\":%zu,\"c\":%zu,\"d\":%zu,\"groups\":%zu", d->n, d->c, d->d, d->groups);
+    json_number("ms", r->ms, timed);
+    json_number("gbps", r->bytes / (r->ms * 1e6), timed);
+    json_number("copy_gbps", r->bytes / (r->copy_ms * 1e6), timed);
+    json_number("sol", r->copy_ms / r->ms, timed);
+    json_number("max_err", r->max_err, timed);
+    json_number("err_tol", r->err_tol, timed);
+    printf(",\"repeats\":%d,\"bytes\":%.0f,\"status\":\"%s\"", r->repeats, r->bytes,
+           status_names[r->status]);
+    if (r->status == ROW_ERROR || r->status == ROW_UNSUPPORTED) {
+        fputs(",\"error\":", stdout);
+        json_string(r->message);
+    }
+    puts("}");
+}
+
+static void print_header(const bench *B, int width)
+{
+    printf("clnorm %s on %s (%s, %u compute units, %s kernel shapes)\n",
+           clnorm_version_string(), B->device, B->device_type,
+           (unsigned)B->ctx->info.compute_units,
+           B->ctx->info.cls == CLNORM_CLASS_GPU ? "GPU" : "CPU");
+    if (B->repeat)
+        printf("ms: median of %d calls", B->repeat);
+    else
+        printf("ms: median of %d calls (down to %d for slow problems)", DEFAULT_REPEAT,
+               MIN_AUTO_REPEAT);
+    printf(", enqueue to clFinish; SOL = copy time of the same bytes / time\n\n");
+    printf("%-*s  %-5s %9s %8s %9s %6s %10s %8s\n", width, "problem", "dtype", "ms", "GB/s",
+           "copy GB/s", "SOL", "max_err", "err/tol");
+}
+
+static void print_row(const problem *p, const result *r, int width)
+{
+    char name[128];
+    problem_name(p, name, sizeof name);
+    printf("%-*s  %-5s ", width, name, dtype_names[p->desc.dtype]);
+    if (r->status == ROW_UNSUPPORTED || r->status == ROW_ERROR) {
+        puts(r->status == ROW_UNSUPPORTED ? "unsupported" : "error");
+        return;
+    }
+    printf("%9.3f %8.2f %9.2f %6.2f %10.2e %8.2f%s\n", r->ms, r->bytes / (r->ms * 1e6),
+           r->bytes / (r->copy_ms * 1e6), r->copy_ms / r->ms, r->max_err, r->err_tol,
+           r->status == ROW_FAIL ? "  FAIL" : "");
+}
+
+static void progress(const bench *B, int i, int count, const problem *p)
+{
+    char name[128];
+    problem_name(p, name, sizeof name);
+    if (B->progress_tty)
+        fprintf(stderr, "\r\033[K[%d/%d] %s %s ...", i + 1, count, name,
+                dtype_names[p->desc.dtype]);
+    else
+        fprintf(stderr, "[%d/%d] %s %s ...\n", i + 1, count, name, dtype_names[p->desc.dtype]);
+    fflush(stderr);
+}
+
+static void progress_clear(const bench *B)
+{
+    if (B->progress_tty) {
+        fputs("\r\033[K", stderr);
+        fflush(stderr);
+    }
+}
+
+/* ---- main ------------------------------------------------------------------------------ */
+
+static const char *option_value(int argc, char **argv, int *i, const char *name)
+{
+    size_t len = strlen(name);
+    const char *arg = argv[*i];
+    if (strncmp(arg, name, len) != 0)
+        return NULL;
+    if (arg[len] == '=')
+        return arg + len + 1;
+    if (arg[len] != '\0')
+        return NULL;
+    if (*i + 1 >= argc)
+        bad_usage("%s needs a value", name);
+    return argv[++*i];
+}
+
+int main(int argc, char **argv)
+{
+    const char *device = NULL;
+    clnorm_dtype dtype = CLNORM_F32;
+    bench B = {0};
+    int list = 0, nargs = 0;
+    /* Room for the arguments or the default suite, whichever is longer. */
+    const char **args = calloc((size_t)argc + COUNT(default_suite), sizeof *args);
+    if (!args)
+        return 1;
+    for (int i = 1; i < argc; ++i) {
+        const char *v;
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(argv[i], "--json") == 0) {
+            B.json = 1;
+        } else if (strcmp(argv[i], "--list") == 0) {
+            list = 1;
+        } else if ((v = option_value(argc, argv, &i, "--device"))) {
+            device = v;
+        } else if ((v = option_value(argc, argv, &i, "--dtype"))) {
+            int t = lookup(v, dtype_names, COUNT(dtype_names));
+            if (t < 0)
+                bad_usage("unknown --dtype '%s' (f32, f16, bf16)", v);
+            dtype = (clnorm_dtype)t;
+        } else if ((v = option_value(argc, argv, &i, "--repeat"))) {
+            char *end;
+            long n = strtol(v, &end, 10);
+            if (*v < '0' || *v > '9' || *end || n < 1 || n > 1000000)
+                bad_usage("--repeat wants a whole number from 1 to 1000000, got '%s'", v);
+            B.repeat = (int)n;
+        } else if (strcmp(argv[i], "--") == 0) {
+            while (++i < argc)
+                args[nargs++] = argv[i];
+        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
+            bad_usage("unknown option '%s'", argv[i]);
+        } else {
+            args[nargs++] = argv[i];
+        }
+    }
+    if (list) {
+        for (size_t i = 0; i < COUNT(default_suite); ++i)
+            puts(default_suite[i]);
+        return 0;
+    }
+    if (nargs == 0)
+        for (size_t i = 0; i < COUNT(default_suite); ++i)
+            args[nargs++] = default_suite[i];
+    problem *problems = calloc((size_t)nargs, sizeof *problems);
+    if (!problems)
+        return 1;
+    int width = 7;
+    for (int i = 0; i < nargs; ++i) {
+        char err[300], name[128];
+        if (parse_problem(args[i], dtype, &problems[i], err, sizeof err))
+            bad_usage("problem '%s': %s", args[i], err);
+        int len = (int)strlen(problem_name(&problems[i], name, sizeof name));
+        width = len > width ? len : width;
+    }
+
+    clnorm_status s = clnorm_context_create(device, &B.ctx);
+    if (s) {
+        fprintf(stderr, "clnorm-bench: no device: %s: %s\n", clnorm_status_string(s),
+                clnorm_context_last_error(NULL));
+        return 1;
+    }
+    B.queue = clnorm_context_queue(B.ctx);
+    const clnorm_device_info *info = &B.ctx->info;
+    snprintf(B.device, sizeof B.device, "%s / %s", info->platform_name, info->device_name);
+    B.device_type = (info->type & CL_DEVICE_TYPE_GPU)           ? "gpu"
+                    : (info->type & CL_DEVICE_TYPE_CPU)         ? "cpu"
+                    : (info->type & CL_DEVICE_TYPE_ACCELERATOR) ? "accelerator"
+                                                                : "other";
+    B.progress_tty = isatty(STDERR_FILENO);
+    cl_program program;
+    cl_int err;
+    if ((s = clnorm_program_get(B.ctx, COPY_OPTIONS, &program))) {
+        fprintf(stderr, "clnorm-bench: building the copy kernel: %s: %s\n",
+                clnorm_status_string(s), clnorm_context_last_error(B.ctx));
+        clnorm_context_release(B.ctx);
+        return 1;
+    }
+    B.copy = clCreateKernel(program, "copy", &err);
+    if (err != CL_SUCCESS) {
+        fprintf(stderr, "clnorm-bench: clCreateKernel (copy): %s\n", clnorm_cl_error_name(err));
+        clnorm_context_release(B.ctx);
+        return 1;
+    }
+
+    if (!B.json)
+        print_header(&B, width);
+    fflush(stdout);
+    int failed = 0, errors = 0, unsupported = 0;
+    for (int i = 0; i < nargs; ++i) {
+        result r;
+        char name[128];
+        progress(&B, i, nargs, &problems[i]);
+        run_problem(&B, &problems[i], &r);
+        progress_clear(&B);
+        problem_name(&problems[i], name, sizeof name);
+        if (r.status == ROW_ERROR) {
+            fprintf(stderr, "clnorm-bench: %s %s: %s\n", name, dtype_names[dtype], r.message);
+            errors++;
+        } else if (r.status == ROW_FAIL) {
+            fprintf(stderr, "clnorm-bench: %s %s: out of tolerance: %s\n", name,
+                    dtype_names[dtype], r.message);
+            failed++;
+        } else if (r.status == ROW_UNSUPPORTED) {
+            unsupported++;
+        }
+        if (B.json)
+            print_json(&B, &problems[i], &r);
+        else
+            print_row(&problems[i], &r, width);
+        fflush(stdout);
+    }
+    if (failed || errors || unsupported)
+        fprintf(stderr,
+                "clnorm-bench: %d problems: %d out of tolerance, %d failed, %d unsupported\n",
+                nargs, failed, errors, unsupported);
+    clReleaseKernel(B.copy);
+    clnorm_context_release(B.ctx);
+    free(problems);
+    free(args);
+    return failed || errors ? 1 : 0;
+}
