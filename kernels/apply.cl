@@ -8,8 +8,8 @@
  *   0  channels-first: a row is one (n, c) of D elements; table[3][T] gives mean, scale and
  *      shift of entry n*tstride + c (tstride 0 when statistics are per channel only)
  *   1  channels-last: a row is one (n, d) of C elements, entry n*tstride + c per position
- *   2  per-sample statistics (LAYER, RMS): a row is one sample of C*D elements, stats[n] =
- *      (mean, invstd) and gamma / beta per element of the sample (either may be NULL)
+ *   2  per-sample statistics (LAYER, RMS): a row is one sample of C*D elements, with mean
+ *      stats[n] and invstd stats[N + n], and gamma / beta per element (either may be NULL)
  * Subtracting the mean before scaling, rather than folding it into a shift, keeps a constant
  * group's output exactly equal to beta.
  */
@@ -21,7 +21,7 @@
         STORE1((LOAD1(x, i) - (M1)) * (S1) + (B1), y, i);
 
 __kernel void apply(__global const store_t *x, __global store_t *y, __global const float *table,
-                    ulong T, __global const float *stats, __global const float *gamma,
+                    ulong T, __global const float *stats, ulong nstats, __global const float *gamma,
                     __global const float *beta, ulong total, ulong rowlen, ulong rows_per_sample,
                     ulong tstride, ulong chunk)
 {
@@ -45,7 +45,7 @@ __kernel void apply(__global const store_t *x, __global store_t *y, __global con
         APPLY_LOOP(vload8(0, tm + pos), vload8(0, ts + pos), vload8(0, tb + pos), tm[pos],
                    ts[pos], tb[pos])
 #else
-        float m = stats[2 * n], a = stats[2 * n + 1];
+        float m = stats[n], a = stats[nstats + n];
         if (gamma && beta) {
             APPLY_LOOP(m, a * vload8(0, gamma + pos), vload8(0, beta + pos), m, a * gamma[pos],
                        beta[pos])

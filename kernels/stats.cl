@@ -137,11 +137,12 @@ __kernel void stats_partial_cols(__global const store_t *x, __global float *part
  * can average the per-sample statistics). A group's partials are `members` consecutive
  * partial columns of nblk blocks each (channels-last GROUP merges its C/G channels here).
  *
- * Writes: stats[group] = (mean, invstd) for the apply pass (RMS: (0, invrms)); save_mean and
+ * Writes: stats = [mean of every group | invstd of every group] for the apply and backward
+ * passes (RMS: mean 0, invstd = 1/rms); save_mean and
  * save_invstd when given; running statistics when update_running; and, for kinds whose
  * parameters are per channel, table[3][T] = (mean, invstd*gamma, beta) per (sample, channel).
  */
-__kernel void stats_finalize(__global const float *part, __global float *stats,
+__kernel void stats_finalize(__global const float *part, __global float *stats, ulong ngroups,
                              __global float *table, ulong T, __global const float *gamma,
                              __global const float *beta, __global float *save_mean,
                              __global float *save_invstd, __global float *running_mean,
@@ -166,14 +167,14 @@ __kernel void stats_finalize(__global const float *part, __global float *stats,
         }
 #if CLNORM_KIND == KIND_RMS
         float invstd = rsqrt(m2 / n + mean * mean + eps);
-        stats[2 * gi] = 0.0f;
-        stats[2 * gi + 1] = invstd;
+        stats[gi] = 0.0f;
+        stats[ngroups + gi] = invstd;
         if (save_invstd)
             save_invstd[gi] = invstd;
 #else
         float invstd = rsqrt(m2 / n + eps);
-        stats[2 * gi] = mean;
-        stats[2 * gi + 1] = invstd;
+        stats[gi] = mean;
+        stats[ngroups + gi] = invstd;
         if (save_mean)
             save_mean[gi] = mean;
         if (save_invstd)

@@ -92,12 +92,13 @@ static clnorm_status enqueue_statistics(clnorm_plan *plan, clnorm_chain *chain,
     cl_ulong nitems = per_channel ? d->c : plan->stats_count;
     cl_ulong per_item = per_channel ? d->n : 1;
     cl_ulong item_stride = per_channel ? d->c : 0;
-    cl_ulong members = v->members, T = plan->table_size, C = d->c;
+    cl_ulong members = v->members, T = plan->table_size, C = d->c, G = plan->stats_count;
     cl_ulong groups_per_sample = d->kind == CLNORM_GROUP ? d->groups : d->c;
     cl_ulong chans_per_group = d->kind == CLNORM_GROUP ? d->c / d->groups : 1;
     cl_int update_running = update;
     clnorm_karg args[] = {KARG(plan->partials),
                           KARG(plan->stats),
+                          KARG(G),
                           KARG(plan->table),
                           KARG(T),
                           KARG(b->gamma),
@@ -151,15 +152,16 @@ static clnorm_status enqueue_apply(clnorm_plan *plan, clnorm_chain *chain,
     cl_ulong tstride = use_running || d->kind == CLNORM_BATCH ? 0 : d->c;
     cl_ulong total = plan->elements, rowlen = plan->apply_rowlen;
     cl_ulong rows = plan->apply_rows_per_sample, chunk = plan->apply_chunk;
+    cl_ulong G = plan->stats_count;
     clnorm_karg args[] = {KARG(b->x),     KARG(b->y),    KARG(plan->table), KARG(T),
-                          KARG(plan->stats), KARG(b->gamma), KARG(b->beta), KARG(total),
-                          KARG(rowlen),   KARG(rows),    KARG(tstride),   KARG(chunk)};
-    clnorm_status s = clnorm_set_args(plan->ctx, plan->apply, "apply", args, 12);
+                          KARG(plan->stats), KARG(G),    KARG(b->gamma),  KARG(b->beta),
+                          KARG(total),    KARG(rowlen),  KARG(rows),      KARG(tstride),
+                          KARG(chunk)};
+    clnorm_status s = clnorm_set_args(plan->ctx, plan->apply, "apply", args, 13);
     if (s)
         return s;
     size_t work = (plan->elements + plan->apply_chunk - 1) / plan->apply_chunk;
-    return clnorm_chain_step(chain, plan->apply, "apply", work,
-                             plan->ctx->info.cls == CLNORM_CLASS_GPU ? 256 : plan->local_size);
+    return clnorm_chain_step(chain, plan->apply, "apply", work, plan->apply_local);
 }
 
 clnorm_status clnorm_forward(clnorm_plan *plan, clnorm_mode mode, const clnorm_buffers *bufs,

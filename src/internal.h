@@ -109,6 +109,7 @@ struct clnorm_plan {
     clnorm_view view;
     clnorm_blocking blocking;
     size_t apply_chunk, apply_rowlen, apply_rows_per_sample;
+    size_t apply_local; /* work-group size of apply (and of the copy kernel it is measured by) */
     size_t local_size; /* of the per-work-item kernels */
     cl_kernel partial_rows, partial_cols, finalize, from_running, apply;
     cl_mem partials, stats, table; /* scratch, owned by the plan */

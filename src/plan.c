@@ -177,6 +177,9 @@ clnorm_status clnorm_plan_create(clnorm_context *ctx, const clnorm_desc *desc, c
     int apply_mode = per_sample ? 2 : (d->layout == CLNORM_NHWC && d->d > 1) ? 1 : 0;
     plan->apply_rowlen = apply_mode == 2 ? d->c * d->d : apply_mode == 1 ? d->c : d->d;
     plan->apply_rows_per_sample = apply_mode == 2 ? 1 : apply_mode == 1 ? d->d : d->c;
+    plan->apply_local = gpu ? 256 : plan->local_size;
+    if (plan->apply_local > info->max_work_group)
+        plan->apply_local = info->max_work_group;
     if (gpu) {
         plan->apply_chunk = 8;
     } else {

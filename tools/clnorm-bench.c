@@ -522,12 +522,8 @@ static clnorm_status copy_time(bench *B, double bytes, int repeats, double *ms, 
         return s;
     }
     cl_ulong total = floats, chunk = plan->apply_chunk;
-    /* forward.c launches apply with 256 work-items per group on GPUs and with the plan's
-     * local_size elsewhere; the plan records only the latter. */
-    size_t local = B->ctx->info.cls == CLNORM_CLASS_GPU ? 256 : plan->local_size;
+    size_t local = plan->apply_local; /* the copy runs in apply's exact launch shape */
     clnorm_plan_release(plan);
-    if (local > B->ctx->info.max_work_group)
-        local = B->ctx->info.max_work_group;
     size_t items = (floats + chunk - 1) / chunk;
     op o = {OP_COPY, NULL, CLNORM_TRAINING, NULL, (items + local - 1) / local * local, local};
 
