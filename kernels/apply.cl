@@ -12,6 +12,9 @@
  *      stats[n] and invstd stats[N + n], and gamma / beta per element (either may be NULL)
  * Subtracting the mean before scaling, rather than folding it into a shift, keeps a constant
  * group's output exactly equal to beta.
+ *
+ * The file also holds the CPU forward's fused kernels (statistics and apply in one pass over
+ * memory, for groups that fit in a core's cache): norm_rows and norm_slab, at its end.
  */
 
 #define APPLY_LOOP(M8, S8, B8, M1, S1, B1)                                                         \
@@ -29,15 +32,44 @@ __kernel void apply(__global const store_t *x, __global store_t *y, __global con
     if (i >= total)
         return;
     ulong end = min(total, i + chunk);
-    ulong row = i / rowlen;
-    ulong pos = i - row * rowlen;
+    ulong pos, rs;
+    ulong row = divide(i, rowlen, &pos);
+    /* Sample n and row rs within it, counted along rather than divided per row: channels-last
+     * rows are short, and a 64-bit division per row cost as much as the row's arithmetic. */
+    ulong n = divide(row, rows_per_sample, &rs);
     while (i < end) {
         ulong stop = min(end, i + (rowlen - pos));
-        ulong n = row / rows_per_sample;
 #if CLNORM_APPLY == 0
-        ulong t = n * tstride + (row - n * rows_per_sample);
+        ulong t = n * tstride + rs;
         float m = table[t], s = table[T + t], b = table[2 * T + t];
         APPLY_LOOP(m, s, b, m, s, b)
+#elif CLNORM_APPLY == 1 && CLNORM_NARROW
+        /* Fewer than eight channels: a row is a whole sample (rowlen C*D, one row per sample),
+         * whose per-channel constants repeat every NARROW_L = lcm(C, 8) elements; spread over
+         * vector lanes once per row, from the row's phase. */
+        __global const float *tm = table + n * tstride;
+        float pm[2 * NARROW_L], ps[2 * NARROW_L], pb[2 * NARROW_L];
+        #pragma unroll
+        for (int j = 0; j < 2 * NARROW_L; ++j) {
+            pm[j] = tm[j % CLNORM_NARROW];
+            ps[j] = tm[T + j % CLNORM_NARROW];
+            pb[j] = tm[2 * T + j % CLNORM_NARROW];
+        }
+        ulong ph;
+        divide(pos, NARROW_L, &ph);
+        float8 vm[NARROW_M], vs[NARROW_M], vb[NARROW_M];
+        #pragma unroll
+        for (int k = 0; k < NARROW_M; ++k) {
+            vm[k] = vload8(0, pm + ph + 8 * k);
+            vs[k] = vload8(0, ps + ph + 8 * k);
+            vb[k] = vload8(0, pb + ph + 8 * k);
+        }
+        for (; i + NARROW_L <= stop; i += NARROW_L)
+            #pragma unroll
+            for (int k = 0; k < NARROW_M; ++k)
+                STORE8((LOAD8(x, i + 8 * k) - vm[k]) * vs[k] + vb[k], y, i + 8 * k);
+        for (ulong j = ph; i < stop; ++i, ++j)
+            STORE1((LOAD1(x, i) - pm[j]) * ps[j] + pb[j], y, i);
 #elif CLNORM_APPLY == 1
         __global const float *tm = table + n * tstride;
         __global const float *ts = tm + T;
@@ -58,6 +90,201 @@ __kernel void apply(__global const store_t *x, __global store_t *y, __global con
         }
 #endif
         pos = 0;
-        ++row;
+        if (++rs == rows_per_sample) {
+            rs = 0;
+            ++n;
+        }
     }
+}
+
+/*
+ * Fused statistics and apply for row problems (Q == 1: every statistics group is one contiguous
+ * row of S elements, group g at x + g*S) whose row fits in a CPU core's cache. One work-item per
+ * row: the row's statistics by blocks of `block` elements, each two-pass (run_stats), merged in
+ * order by Chan's formula; then y over the same row, which is read again from cache rather than
+ * from memory. Writes stats, save_mean / save_invstd when given, and the group's (mean, M2) as
+ * its single partial, for stats_finalize when running statistics need the whole batch.
+ *
+ * Parameters: LAYER and RMS take gamma / beta per element of the row; the other kinds per
+ * channel, a row being nseg channels of S / nseg elements from channel (g mod gps) * nseg
+ * (GROUP: C/G channels per row; INSTANCE and BATCH: one).
+ */
+__kernel void norm_rows(__global const store_t *x, __global store_t *y, __global float *part,
+                        __global float *stats, ulong ngroups, __global const float *gamma,
+                        __global const float *beta, __global float *save_mean,
+                        __global float *save_invstd, ulong S, ulong block, ulong nseg,
+                        ulong gps, float eps)
+{
+    ulong g = get_global_id(0);
+    if (g >= ngroups)
+        return;
+    ulong row0 = g * S;
+    /* Merged relative to the first block's mean, as stats_finalize merges, and shifted back. */
+    float n = 0.0f, mean = 0.0f, m2 = 0.0f, shift = 0.0f;
+    for (ulong b0 = 0; b0 < S; b0 += block) {
+        ulong len = min(block, S - b0);
+        float bm, bm2;
+        run_stats(x, row0 + b0, len, &bm, &bm2);
+        if (b0 == 0)
+            shift = bm;
+        chan_merge(&n, &mean, &m2, (float)len, bm - shift, bm2 < 0.0f ? 0.0f : bm2);
+    }
+    mean += shift;
+    part[2 * g] = mean;
+    part[2 * g + 1] = m2;
+#if CLNORM_KIND == KIND_RMS
+    float invstd = rsqrt(m2 / n + mean * mean + eps);
+    float m = 0.0f;
+    stats[g] = 0.0f;
+#else
+    float invstd = rsqrt(m2 / n + eps);
+    float m = mean;
+    stats[g] = mean;
+    if (save_mean)
+        save_mean[g] = mean;
+#endif
+    stats[ngroups + g] = invstd;
+    if (save_invstd)
+        save_invstd[g] = invstd;
+
+    ulong i = row0, pos = 0;
+#if CLNORM_KIND == KIND_LAYER || CLNORM_KIND == KIND_RMS
+    ulong stop = row0 + S;
+    float a = invstd;
+    if (gamma && beta) {
+        APPLY_LOOP(m, a * vload8(0, gamma + pos), vload8(0, beta + pos), m, a * gamma[pos],
+                   beta[pos])
+    } else if (gamma) {
+        APPLY_LOOP(m, a * vload8(0, gamma + pos), 0.0f, m, a * gamma[pos], 0.0f)
+    } else if (beta) {
+        APPLY_LOOP(m, a, vload8(0, beta + pos), m, a, beta[pos])
+    } else {
+        APPLY_LOOP(m, a, 0.0f, m, a, 0.0f)
+    }
+#else
+    ulong gin;
+    divide(g, gps, &gin);
+    ulong c0 = gin * nseg, seglen = S / nseg;
+    for (ulong j = 0; j < nseg; ++j) {
+        ulong c = c0 + j;
+        float s = gamma ? invstd * gamma[c] : invstd;
+        float b = beta ? beta[c] : 0.0f;
+        ulong stop = i + seglen;
+        APPLY_LOOP(m, s, b, m, s, b)
+    }
+#endif
+}
+
+/* (mean, M2) of the eight columns at x + i0 over rows [0, rows) of stride R. */
+inline void cols8_stats(__global const store_t *x, ulong i0, ulong stride, ulong rows,
+                        float8 *mean, float8 *m2)
+{
+    ulong q0 = 0, q1 = rows;
+    float8 mn, mm;
+    COLUMN_STATS(float8, LOAD8, i0, stride, q0, q1, mn, mm)
+    *mean = mn;
+    *m2 = mm;
+}
+
+/* Merges a block's (mean, M2) of eight columns into the running ones at pm, pm2, kept relative
+ * to the first block's means at psh (as stats_finalize merges; first: the first block, which
+ * sets them); f = nb / (na + nb) and w = na * f, Chan's formula. */
+inline void merge8(__global float *pm, __global float *pm2, __global float *psh, float8 bm,
+                   float8 bm2, float f, float w, int first)
+{
+    bm2 = select(bm2, (float8)(0.0f), bm2 < (float8)(0.0f));
+    if (first) {
+        vstore8((float8)(0.0f), 0, pm);
+        vstore8(bm2, 0, pm2);
+        vstore8(bm, 0, psh);
+        return;
+    }
+    float8 m = vload8(0, pm);
+    float8 delta = (bm - vload8(0, psh)) - m;
+    vstore8(m + delta * f, 0, pm);
+    vstore8(vload8(0, pm2) + bm2 + delta * delta * w, 0, pm2);
+}
+
+/*
+ * Fused statistics and apply for channels-last INSTANCE and GROUP (S == 1, R % 8 == 0) whose
+ * sample fits in a core's cache: one work-item per sample p, whose [Q][R] slab is contiguous.
+ * Statistics by blocks of qb rows (a block a few KiB, so both sweeps of each column tile hit
+ * L1), every column's (mean, M2) merged block after block in order by Chan's formula, kept in
+ * the sample's table entries (relative to its first block's mean, as stats_finalize merges); then each group's `members` columns merged in order; then the
+ * table is rewritten with (mean, invstd*gamma, beta) and y computed over the slab, re-read from
+ * cache. Writes stats, save_*, the table, and every column's (mean, M2) as its single partial
+ * (for stats_finalize when running statistics need the whole batch).
+ */
+__kernel void norm_slab(__global const store_t *x, __global store_t *y, __global float *part,
+                        __global float *stats, ulong ngroups, __global float *table, ulong T,
+                        __global const float *gamma, __global const float *beta,
+                        __global float *save_mean, __global float *save_invstd, ulong P, ulong Q,
+                        ulong R, ulong qb, ulong members, float eps)
+{
+    ulong p = get_global_id(0);
+    if (p >= P)
+        return;
+    ulong base = p * Q * R;
+    __global float *tm = table + p * R;
+    __global float *ts = tm + T;
+    __global float *tb = tm + 2 * T;
+    float n = 0.0f;
+    for (ulong q0 = 0; q0 < Q; q0 += qb) {
+        ulong rows = min(qb, Q - q0);
+        float nb = (float)rows, nn = n + nb, f = nb / nn, w = n * f;
+        int first = q0 == 0;
+        ulong i0 = base + q0 * R, c = 0;
+        for (; c + 64 <= R; c += 64) {
+            float8 bm[8], bm2[8];
+            cols64_stats(x, i0 + c, R, rows, bm, bm2);
+#pragma unroll
+            for (int t = 0; t < 8; ++t)
+                merge8(tm + c + 8 * t, ts + c + 8 * t, tb + c + 8 * t, bm[t], bm2[t], f, w, first);
+        }
+        for (; c + 32 <= R; c += 32) {
+            float8 bm[4], bm2[4];
+            cols32_stats(x, i0 + c, R, rows, bm, bm2);
+#pragma unroll
+            for (int t = 0; t < 4; ++t)
+                merge8(tm + c + 8 * t, ts + c + 8 * t, tb + c + 8 * t, bm[t], bm2[t], f, w, first);
+        }
+        for (; c < R; c += 8) {
+            float8 bm, bm2;
+            cols8_stats(x, i0 + c, R, rows, &bm, &bm2);
+            merge8(tm + c, ts + c, tb + c, bm, bm2, f, w, first);
+        }
+        n = nn;
+    }
+    ulong groups = R / members;
+    for (ulong k = 0; k < groups; ++k) {
+        float gn = 0.0f, gm = 0.0f, gm2 = 0.0f, gshift = 0.0f;
+        for (ulong j = 0; j < members; ++j) {
+            ulong c = k * members + j;
+            float cm = tm[c] + tb[c];
+            if (j == 0)
+                gshift = cm;
+            part[2 * (p * R + c)] = cm;
+            part[2 * (p * R + c) + 1] = ts[c];
+            chan_merge(&gn, &gm, &gm2, n, cm - gshift, ts[c]);
+        }
+        gm += gshift;
+        float invstd = rsqrt(gm2 / gn + eps);
+        ulong gi = p * groups + k;
+        stats[gi] = gm;
+        stats[ngroups + gi] = invstd;
+        if (save_mean)
+            save_mean[gi] = gm;
+        if (save_invstd)
+            save_invstd[gi] = invstd;
+        for (ulong j = 0; j < members; ++j) {
+            ulong c = k * members + j;
+            tm[c] = gm;
+            ts[c] = gamma ? invstd * gamma[c] : invstd;
+            tb[c] = beta ? beta[c] : 0.0f;
+        }
+    }
+    for (ulong i = base, end = base + Q * R; i < end; i += R)
+        for (ulong c = 0; c < R; c += 8)
+            STORE8((LOAD8(x, i + c) - vload8(0, tm + c)) * vload8(0, ts + c) + vload8(0, tb + c),
+                   y, i + c);
 }

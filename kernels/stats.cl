@@ -11,6 +11,15 @@
  * No float atomics, no E[x^2] - E[x]^2, no long sequential sums.
  */
 
+/* Programs built without the forward-only options (the copy kernel's, clnorm-info's) get the
+ * shapes they had before these options existed. */
+#ifndef CLNORM_CT
+#define CLNORM_CT CLNORM_RT
+#endif
+#ifndef CLNORM_NARROW
+#define CLNORM_NARROW 0
+#endif
+
 /* Partials are (mean, M2) pairs of scalars; scalar stores, because Oclgrind's uninitialized-value
  * check misreads vectors assembled from scalars. M2 is clamped by a comparison, not fmax: a NaN
  * must survive into the group's result. */
@@ -18,6 +27,67 @@ inline void store_partial(__global float *part, ulong i, float mean, float m2)
 {
     part[2 * i] = mean;
     part[2 * i + 1] = m2 < 0.0f ? 0.0f : m2;
+}
+
+/* Sums over a contiguous run x[i, end), eight lanes per vector and four vectors per step in
+ * independent accumulators: one chain of vector adds would wait on the adder's latency at every
+ * step, and that, not memory, bounded the statistics pass on CPUs. The accumulators are combined
+ * in a fixed order by whoever reads them, so results stay the same bits run to run. */
+inline void run_sum(__global const store_t *x, ulong i, ulong end, float c, float8 *a0,
+                    float8 *a1, float8 *a2, float8 *a3, float *t)
+{
+    for (; i + 32 <= end; i += 32) {
+        *a0 += LOAD8(x, i) - c;
+        *a1 += LOAD8(x, i + 8) - c;
+        *a2 += LOAD8(x, i + 16) - c;
+        *a3 += LOAD8(x, i + 24) - c;
+    }
+    for (; i + 8 <= end; i += 8)
+        *a0 += LOAD8(x, i) - c;
+    for (; i < end; ++i)
+        *t += LOAD1(x, i) - c;
+}
+
+/* Deviations from m over x[i, end): their sum (d) and their squares' sum (e). */
+inline void run_dev(__global const store_t *x, ulong i, ulong end, float m, float8 *d0,
+                    float8 *d1, float8 *e0, float8 *e1, float *dt, float *et)
+{
+    for (; i + 16 <= end; i += 16) {
+        float8 u = LOAD8(x, i) - m, v = LOAD8(x, i + 8) - m;
+        *d0 += u;
+        *d1 += v;
+        *e0 += u * u;
+        *e1 += v * v;
+    }
+    for (; i + 8 <= end; i += 8) {
+        float8 u = LOAD8(x, i) - m;
+        *d0 += u;
+        *e0 += u * u;
+    }
+    for (; i < end; ++i) {
+        float u = LOAD1(x, i) - m;
+        *dt += u;
+        *et += u * u;
+    }
+}
+
+/* (mean, M2) of count contiguous elements x[i0, i0 + count), two-pass: the shifted sum gives a
+ * first mean, the second sweep (from cache) sums deviations from it and their squares, and the
+ * sum of deviations corrects both. A constant run gives its value and M2 = 0 exactly. */
+inline void run_stats(__global const store_t *x, ulong i0, ulong count, float *mean, float *m2)
+{
+    float fc = (float)count;
+    float shift = LOAD1(x, i0);
+    float8 a0 = (float8)(0.0f), a1 = a0, a2 = a0, a3 = a0;
+    float t = 0.0f;
+    run_sum(x, i0, i0 + count, shift, &a0, &a1, &a2, &a3, &t);
+    float mean0 = shift + (hsum8((a0 + a1) + (a2 + a3)) + t) / fc;
+    float8 d0 = (float8)(0.0f), d1 = d0, e0 = d0, e1 = d0;
+    float dt = 0.0f, et = 0.0f;
+    run_dev(x, i0, i0 + count, mean0, &d0, &d1, &e0, &e1, &dt, &et);
+    float sd = hsum8(d0 + d1) + dt;
+    *mean = mean0 + sd / fc;
+    *m2 = hsum8(e0 + e1) + et - sd * (sd / fc);
 }
 
 /* Row shape: one work-item per block of a (p, r) group; the block is qb segments of up to sb
@@ -37,79 +107,252 @@ __kernel void stats_partial_rows(__global const store_t *x, __global float *part
     ulong p = divide(t, nqb, &qbi);
     ulong q0 = qbi * qb, q1 = min(Q, q0 + qb);
     ulong s0 = sbi * sb, s1 = min(S, s0 + sb);
+    ulong out = (p * R + r) * nblk + qbi * sblocks + sbi;
+    if (q1 - q0 == 1) { /* one contiguous run */
+        float mean, m2;
+        run_stats(x, ((p * Q + q0) * R + r) * S + s0, s1 - s0, &mean, &m2);
+        store_partial(part, out, mean, m2);
+        return;
+    }
     float count = (float)((q1 - q0) * (s1 - s0));
 
     float shift = LOAD1(x, ((p * Q + q0) * R + r) * S + s0);
-    float8 acc8 = (float8)(0.0f);
+    float8 a0 = (float8)(0.0f), a1 = a0, a2 = a0, a3 = a0;
     float acc1 = 0.0f;
     for (ulong q = q0; q < q1; ++q) {
         ulong i = ((p * Q + q) * R + r) * S + s0;
-        ulong end = i + (s1 - s0);
-        for (; i + 8 <= end; i += 8)
-            acc8 += LOAD8(x, i) - shift;
-        for (; i < end; ++i)
-            acc1 += LOAD1(x, i) - shift;
+        run_sum(x, i, i + (s1 - s0), shift, &a0, &a1, &a2, &a3, &acc1);
     }
-    float mean0 = shift + (hsum8(acc8) + acc1) / count;
+    float mean0 = shift + (hsum8((a0 + a1) + (a2 + a3)) + acc1) / count;
 
-    float8 d8 = (float8)(0.0f), dd8 = (float8)(0.0f);
-    float d1 = 0.0f, dd1 = 0.0f;
+    float8 d0 = (float8)(0.0f), d1 = d0, e0 = d0, e1 = d0;
+    float dt = 0.0f, et = 0.0f;
     for (ulong q = q0; q < q1; ++q) {
         ulong i = ((p * Q + q) * R + r) * S + s0;
-        ulong end = i + (s1 - s0);
-        for (; i + 8 <= end; i += 8) {
-            float8 v = LOAD8(x, i) - mean0;
-            d8 += v;
-            dd8 += v * v;
-        }
-        for (; i < end; ++i) {
-            float v = LOAD1(x, i) - mean0;
-            d1 += v;
-            dd1 += v * v;
-        }
+        run_dev(x, i, i + (s1 - s0), mean0, &d0, &d1, &e0, &e1, &dt, &et);
     }
-    float sd = hsum8(d8) + d1;
-    store_partial(part, (p * R + r) * nblk + qbi * sblocks + sbi, mean0 + sd / count,
-                  hsum8(dd8) + dd1 - sd * (sd / count));
+    float sd = hsum8(d0 + d1) + dt;
+    store_partial(part, out, mean0 + sd / count, hsum8(e0 + e1) + et - sd * (sd / count));
 }
 
 /* Column shape, for S == 1 (channels-last BATCH, INSTANCE and GROUP): groups are columns of a
  * [Q][R] matrix. A work-item reduces qb rows of CLNORM_RT neighbouring columns, one column per
  * vector lane, so each row it reads is one contiguous run; a last, narrower tile of columns is
- * reduced one column at a time. The same two-pass scheme as the row shape, per column. */
+ * reduced one column at a time. The same two-pass scheme as the row shape, per column, with
+ * even and odd rows in separate accumulators (two independent chains of adds), added at the end. */
 #define COLUMN_STATS(T, LOAD, i0, stride, q0, q1, mean, m2)                                        \
     {                                                                                             \
         float count = (float)(q1 - q0);                                                           \
+        ulong rows2 = (q1 - q0) & ~(ulong)1;                                                      \
         T shift = LOAD(x, i0);                                                                    \
-        T acc = (T)(0.0f);                                                                        \
-        for (ulong q = q0; q < q1; ++q)                                                           \
-            acc += LOAD(x, i0 + (q - q0) * stride) - shift;                                       \
-        T mean0 = shift + acc / count;                                                            \
-        T d = (T)(0.0f), dd = (T)(0.0f);                                                          \
-        for (ulong q = q0; q < q1; ++q) {                                                         \
-            T v = LOAD(x, i0 + (q - q0) * stride) - mean0;                                        \
+        T acc = (T)(0.0f), acc2 = (T)(0.0f);                                                      \
+        for (ulong q = 0; q < rows2; q += 2) {                                                    \
+            acc += LOAD(x, i0 + q * stride) - shift;                                              \
+            acc2 += LOAD(x, i0 + (q + 1) * stride) - shift;                                       \
+        }                                                                                         \
+        if (rows2 < q1 - q0)                                                                      \
+            acc += LOAD(x, i0 + rows2 * stride) - shift;                                          \
+        T mean0 = shift + (acc + acc2) / count;                                                   \
+        T d = (T)(0.0f), dd = (T)(0.0f), d2 = (T)(0.0f), dd2 = (T)(0.0f);                         \
+        for (ulong q = 0; q < rows2; q += 2) {                                                    \
+            T v = LOAD(x, i0 + q * stride) - mean0;                                               \
+            T w = LOAD(x, i0 + (q + 1) * stride) - mean0;                                         \
+            d += v;                                                                               \
+            dd += v * v;                                                                          \
+            d2 += w;                                                                              \
+            dd2 += w * w;                                                                         \
+        }                                                                                         \
+        if (rows2 < q1 - q0) {                                                                    \
+            T v = LOAD(x, i0 + rows2 * stride) - mean0;                                           \
             d += v;                                                                               \
             dd += v * v;                                                                          \
         }                                                                                         \
+        d += d2;                                                                                  \
+        dd += dd2;                                                                                \
         mean = mean0 + d / count;                                                                 \
         m2 = dd - d * (d / count);                                                                \
     }
+
+#if CLNORM_NARROW
+/*
+ * Fewer than eight columns (CLNORM_NARROW = R, 2..7; channels-last images with few channels):
+ * a block of rows is one contiguous run, read as vectors whose lanes cycle through the columns
+ * with period NARROW_L = lcm(R, 8) elements (NARROW_M vectors, NARROW_RP rows). Lane j of the
+ * period belongs to column j mod R; a column's lanes and the block's last rows (under one
+ * period) are added in a fixed order at the end. Two-pass per column as everywhere.
+ */
+#define NARROW_M (CLNORM_NARROW % 2 ? CLNORM_NARROW : CLNORM_NARROW == 6 ? 3 : 1)
+#define NARROW_L (8 * NARROW_M)
+#define NARROW_RP (NARROW_L / CLNORM_NARROW)
+
+/* out[c] += the lanes of v[] that belong to column c, in lane order. */
+inline void narrow_fold(const float8 *v, float *out)
+{
+    float lanes[NARROW_L];
+    #pragma unroll
+    for (int k = 0; k < NARROW_M; ++k)
+        vstore8(v[k], k, lanes);
+    #pragma unroll
+    for (int j = 0; j < NARROW_L; ++j)
+        out[j % CLNORM_NARROW] += lanes[j];
+}
+
+/* The per-column values c[] spread over the lanes of a period. */
+inline void narrow_spread(const float *c, float8 *v)
+{
+    float lanes[NARROW_L];
+    #pragma unroll
+    for (int j = 0; j < NARROW_L; ++j)
+        lanes[j] = c[j % CLNORM_NARROW];
+    #pragma unroll
+    for (int k = 0; k < NARROW_M; ++k)
+        v[k] = vload8(k, lanes);
+}
+
+inline void narrow_stats(__global const store_t *x, __global float *part, ulong i0, ulong rows,
+                         ulong out, ulong nqb)
+{
+    const int R = CLNORM_NARROW;
+    float count = (float)rows;
+    ulong periods = rows / NARROW_RP;
+    ulong tail0 = i0 + periods * NARROW_L, end = i0 + rows * R;
+    float shift[CLNORM_NARROW], sum[CLNORM_NARROW], mean0[CLNORM_NARROW];
+    float dsum[CLNORM_NARROW], dsq[CLNORM_NARROW];
+    #pragma unroll
+    for (int c = 0; c < R; ++c) {
+        shift[c] = LOAD1(x, i0 + c);
+        sum[c] = 0.0f;
+        dsum[c] = 0.0f;
+        dsq[c] = 0.0f;
+    }
+    float8 sv[NARROW_M], acc[NARROW_M];
+    narrow_spread(shift, sv);
+    #pragma unroll
+    for (int k = 0; k < NARROW_M; ++k)
+        acc[k] = (float8)(0.0f);
+    for (ulong i = i0; i < tail0; i += NARROW_L)
+        #pragma unroll
+        for (int k = 0; k < NARROW_M; ++k)
+            acc[k] += LOAD8(x, i + 8 * k) - sv[k];
+    narrow_fold(acc, sum);
+    for (ulong i = tail0; i < end; i += R)
+        #pragma unroll
+        for (int c = 0; c < R; ++c)
+            sum[c] += LOAD1(x, i + c) - shift[c];
+    #pragma unroll
+    for (int c = 0; c < R; ++c)
+        mean0[c] = shift[c] + sum[c] / count;
+
+    float8 mv[NARROW_M], d[NARROW_M], dd[NARROW_M];
+    narrow_spread(mean0, mv);
+    #pragma unroll
+    for (int k = 0; k < NARROW_M; ++k) {
+        d[k] = (float8)(0.0f);
+        dd[k] = (float8)(0.0f);
+    }
+    for (ulong i = i0; i < tail0; i += NARROW_L)
+        #pragma unroll
+        for (int k = 0; k < NARROW_M; ++k) {
+            float8 v = LOAD8(x, i + 8 * k) - mv[k];
+            d[k] += v;
+            dd[k] += v * v;
+        }
+    narrow_fold(d, dsum);
+    narrow_fold(dd, dsq);
+    for (ulong i = tail0; i < end; i += R)
+        #pragma unroll
+        for (int c = 0; c < R; ++c) {
+            float v = LOAD1(x, i + c) - mean0[c];
+            dsum[c] += v;
+            dsq[c] += v * v;
+        }
+    #pragma unroll
+    for (int c = 0; c < R; ++c)
+        store_partial(part, out + c * nqb, mean0[c] + dsum[c] / count,
+                      dsq[c] - dsum[c] * (dsum[c] / count));
+}
+#endif
+
+/*
+ * Wide column tiles: NT*8 neighbouring columns (CLNORM_CT = 64 or 32 when R is a multiple),
+ * contiguous bytes of every row, as NT vector tiles with their own accumulators, so a work-item
+ * reads whole cache lines and runs NT independent chains of adds. (mean, M2) per column of rows
+ * [0, rows) of stride R from x + i0, two-pass as everywhere. Runs of 256 bytes per row stream
+ * at memory speed where runs of 128 bytes or less (every other pair of lines) measured 3x
+ * slower on the 2-core EPYC; 64 columns need 24 vector registers, and AVX-512 CPUs have 32.
+ */
+#define COLS_STATS_FN(NAME, NT)                                                                   \
+    inline void NAME(__global const store_t *x, ulong i0, ulong stride, ulong rows,             \
+                     float8 *mean, float8 *m2)                                                    \
+    {                                                                                             \
+        float count = (float)rows;                                                                \
+        float8 sh[NT], acc[NT], d[NT], dd[NT];                                                    \
+        _Pragma("unroll") for (int t = 0; t < NT; ++t)                                            \
+        {                                                                                         \
+            sh[t] = LOAD8(x, i0 + 8 * t);                                                         \
+            acc[t] = (float8)(0.0f);                                                              \
+            d[t] = (float8)(0.0f);                                                                \
+            dd[t] = (float8)(0.0f);                                                               \
+        }                                                                                         \
+        for (ulong i = i0, end = i0 + rows * stride; i < end; i += stride)                        \
+            _Pragma("unroll") for (int t = 0; t < NT; ++t) acc[t] += LOAD8(x, i + 8 * t) - sh[t]; \
+        _Pragma("unroll") for (int t = 0; t < NT; ++t) mean[t] = sh[t] + acc[t] / count;          \
+        for (ulong i = i0, end = i0 + rows * stride; i < end; i += stride)                        \
+            _Pragma("unroll") for (int t = 0; t < NT; ++t)                                        \
+            {                                                                                     \
+                float8 v = LOAD8(x, i + 8 * t) - mean[t];                                         \
+                d[t] += v;                                                                        \
+                dd[t] += v * v;                                                                   \
+            }                                                                                     \
+        _Pragma("unroll") for (int t = 0; t < NT; ++t)                                            \
+        {                                                                                         \
+            mean[t] += d[t] / count;                                                              \
+            m2[t] = dd[t] - d[t] * (d[t] / count);                                                \
+        }                                                                                         \
+    }
+COLS_STATS_FN(cols32_stats, 4)
+COLS_STATS_FN(cols64_stats, 8)
 
 __kernel void stats_partial_cols(__global const store_t *x, __global float *part, ulong P,
                                  ulong Q, ulong R, ulong qb, ulong nqb)
 {
     ulong g = get_global_id(0);
-    ulong nrt = (R + CLNORM_RT - 1) / CLNORM_RT;
+    ulong nrt = (R + CLNORM_CT - 1) / CLNORM_CT;
     if (g >= P * nqb * nrt)
         return;
     ulong rt, qbi;
     ulong t = divide(g, nrt, &rt);
     ulong p = divide(t, nqb, &qbi);
-    ulong r0 = rt * CLNORM_RT;
+    ulong r0 = rt * CLNORM_CT;
     ulong q0 = qbi * qb, q1 = min(Q, q0 + qb);
     ulong i0 = (p * Q + q0) * R + r0;
     ulong out = (p * R + r0) * nqb + qbi;
-#if CLNORM_RT == 8
+#if CLNORM_NARROW
+    if (R == CLNORM_NARROW) {
+        narrow_stats(x, part, i0, q1 - q0, out, nqb);
+        return;
+    }
+#endif
+#if CLNORM_CT == 32 || CLNORM_CT == 64
+    { /* the plan guarantees R % CLNORM_CT == 0 */
+        float8 mean[CLNORM_CT / 8], m2[CLNORM_CT / 8];
+#if CLNORM_CT == 64
+        cols64_stats(x, i0, R, q1 - q0, mean, m2);
+#else
+        cols32_stats(x, i0, R, q1 - q0, mean, m2);
+#endif
+        float lm[CLNORM_CT], lm2[CLNORM_CT];
+#pragma unroll
+        for (int k = 0; k < CLNORM_CT / 8; ++k) {
+            vstore8(mean[k], k, lm);
+            vstore8(m2[k], k, lm2);
+        }
+        for (ulong j = 0; j < CLNORM_CT; ++j)
+            store_partial(part, out + j * nqb, lm[j], lm2[j]);
+        return;
+    }
+#endif
+#if CLNORM_CT == 8
     if (r0 + 8 <= R) {
         float8 mean, m2;
         COLUMN_STATS(float8, LOAD8, i0, R, q0, q1, mean, m2)
@@ -124,7 +367,7 @@ __kernel void stats_partial_cols(__global const store_t *x, __global float *part
         return;
     }
 #endif
-    for (ulong j = 0; r0 + j < R && j < CLNORM_RT; ++j) {
+    for (ulong j = 0; r0 + j < R && j < CLNORM_CT; ++j) {
         float mean, m2;
         COLUMN_STATS(float, LOAD1, i0 + j, R, q0, q1, mean, m2)
         store_partial(part, out + j * nqb, mean, m2);
@@ -158,13 +401,25 @@ __kernel void stats_finalize(__global const float *part, __global float *stats, 
     float mean_sum = 0.0f, var_sum = 0.0f;
     for (ulong k = 0; k < per_item; ++k) {
         ulong gi = w + k * item_stride;
+        /* Merged relative to the first block's mean: block means of offset data differ from it
+         * by small, exactly computed amounts, so hundreds of merges do not each round at the
+         * offset's scale; the offset is added back once. */
         float n = 0.0f, mean = 0.0f, m2 = 0.0f;
+        float shift = part[2 * gi * members * nblk];
         for (ulong j = 0; j < members; ++j) {
             __global const float *col = part + 2 * (gi * members + j) * nblk;
-            for (ulong b = 0; b < nblk; ++b)
-                chan_merge(&n, &mean, &m2, (float)block_count(b, Q, S, qb, sb, sblocks),
-                           col[2 * b], col[2 * b + 1]);
+            /* Blocks in order, b = qbi * sblocks + sbi, counted as block_count() counts them
+             * but without its division per block (the merge of many blocks is this kernel's
+             * whole cost). */
+            ulong b = 0;
+            for (ulong q0 = 0; b < nblk; q0 += qb) {
+                ulong rows = min(Q, q0 + qb) - q0;
+                for (ulong s0 = 0; s0 < S && b < nblk; s0 += sb, ++b)
+                    chan_merge(&n, &mean, &m2, (float)(rows * (min(S, s0 + sb) - s0)),
+                               col[2 * b] - shift, col[2 * b + 1]);
+            }
         }
+        mean += shift;
 #if CLNORM_KIND == KIND_RMS
         float invstd = rsqrt(m2 / n + mean * mean + eps);
         stats[gi] = 0.0f;

@@ -10,81 +10,31 @@ static clnorm_status check_forward(const clnorm_plan *plan, clnorm_mode mode,
     const clnorm_context *ctx = plan->ctx;
     const clnorm_desc *d = &plan->desc;
     clnorm_status s;
-    if (mode != CLNORM_TRAINING && mode != CLNORM_INFERENCE)
-        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT, "mode: unknown value %d",
-                           (int)mode);
-    if (!b)
-        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT, "bufs: NULL");
+    if ((s = clnorm_check_call(plan, mode, b, use_running)))
+        return s;
     size_t bytes = plan->elements * clnorm_dtype_size(d->dtype);
-    int per_sample = d->kind == CLNORM_LAYER || d->kind == CLNORM_RMS;
-    size_t params = (per_sample ? d->c * d->d : d->c) * sizeof(float);
     size_t stats = plan->stats_count * sizeof(float);
-    int has_running = d->kind == CLNORM_BATCH || d->kind == CLNORM_INSTANCE;
-    if (!has_running && (b->running_mean || b->running_var))
-        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT,
-                           "bufs.%s: %s normalization has no running statistics",
-                           b->running_mean ? "running_mean" : "running_var",
-                           clnorm_kind_name(d->kind));
-    if (!b->running_mean != !b->running_var)
-        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT,
-                           "bufs.%s: required when bufs.%s is given",
-                           b->running_mean ? "running_var" : "running_mean",
-                           b->running_mean ? "running_mean" : "running_var");
     int data = plan->elements > 0; /* n == 0: nothing to read or write */
     if ((s = clnorm_buffer_check(ctx, b->x, bytes, data, "bufs.x")) ||
         (s = clnorm_buffer_check(ctx, b->y, bytes, data, "bufs.y")) ||
-        (s = clnorm_buffer_check(ctx, b->gamma, params, 0, "bufs.gamma")) ||
-        (s = clnorm_buffer_check(ctx, b->beta, params, 0, "bufs.beta")) ||
-        (s = clnorm_buffer_check(ctx, b->running_mean, d->c * sizeof(float), 0,
-                                 "bufs.running_mean")) ||
-        (s = clnorm_buffer_check(ctx, b->running_var, d->c * sizeof(float), 0,
-                                 "bufs.running_var")) ||
+        (s = clnorm_buffer_check(ctx, b->gamma, clnorm_param_bytes(d), 0, "bufs.gamma")) ||
+        (s = clnorm_buffer_check(ctx, b->beta, clnorm_param_bytes(d), 0, "bufs.beta")) ||
         (s = clnorm_buffer_check(ctx, b->save_mean, stats, 0, "bufs.save_mean")) ||
         (s = clnorm_buffer_check(ctx, b->save_invstd, stats, 0, "bufs.save_invstd")))
         return s;
-    *use_running = b->running_mean && mode == CLNORM_INFERENCE;
-    if (!*use_running && plan->elements > 0) {
-        /* Own statistics over a single element have no variance (PyTorch refuses too). */
-        if (d->kind == CLNORM_BATCH && d->n * d->d == 1)
-            return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT,
-                               "desc.n: BATCH statistics over n*d = 1 value per channel; "
-                               "need more than one, or running statistics in INFERENCE");
-        if (d->kind == CLNORM_INSTANCE && d->d == 1)
-            return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT,
-                               "desc.d: INSTANCE statistics over d = 1 value per (n, c); "
-                               "need more than one, or running statistics in INFERENCE");
-    }
     return CLNORM_SUCCESS;
 }
 
-/* Partials and merge: writes plan->stats and plan->table, save_* and running statistics. */
-static clnorm_status enqueue_statistics(clnorm_plan *plan, clnorm_chain *chain,
-                                        clnorm_mode mode, const clnorm_buffers *b)
+/* The merge of the partials, cut in blocks of qb x sb, nblk per group (sblocks per segment). */
+static clnorm_status enqueue_finalize(clnorm_plan *plan, clnorm_chain *chain, clnorm_mode mode,
+                                      const clnorm_buffers *b, cl_ulong nblk, cl_ulong qb,
+                                      cl_ulong sb, cl_ulong sblocks)
 {
     const clnorm_context *ctx = plan->ctx;
     const clnorm_desc *d = &plan->desc;
     const clnorm_view *v = &plan->view;
-    const clnorm_blocking *bl = &plan->blocking;
     clnorm_status s;
-    cl_ulong P = v->P, Q = v->Q, R = v->R, S = v->S;
-    cl_ulong qb = bl->qb, sb = bl->sb, sblocks = bl->sblocks, nqb = bl->nqb, nblk = bl->nblk;
-    if (bl->cols) {
-        clnorm_karg args[] = {KARG(b->x), KARG(plan->partials), KARG(P), KARG(Q), KARG(R),
-                              KARG(qb), KARG(nqb)};
-        if ((s = clnorm_set_args(ctx, plan->partial_cols, "stats_partial_cols", args, 7)) ||
-            (s = clnorm_chain_step(chain, plan->partial_cols, "stats_partial_cols",
-                                   bl->work_items, plan->local_size)))
-            return s;
-    } else {
-        clnorm_karg args[] = {KARG(b->x), KARG(plan->partials), KARG(P),       KARG(Q),
-                              KARG(R),    KARG(S),              KARG(qb),      KARG(sb),
-                              KARG(sblocks), KARG(nqb)};
-        if ((s = clnorm_set_args(ctx, plan->partial_rows, "stats_partial_rows", args, 10)) ||
-            (s = clnorm_chain_step(chain, plan->partial_rows, "stats_partial_rows",
-                                   bl->work_items, plan->local_size)))
-            return s;
-    }
-
+    cl_ulong Q = v->Q, S = v->S;
     /* INSTANCE with running statistics: one work-item per channel, over every sample, so that
      * the running update sees the whole batch. Otherwise one work-item per group. */
     int update = b->running_mean && mode == CLNORM_TRAINING;
@@ -127,6 +77,73 @@ static clnorm_status enqueue_statistics(clnorm_plan *plan, clnorm_chain *chain,
                              sizeof args / sizeof args[0])))
         return s;
     return clnorm_chain_step(chain, plan->finalize, "stats_finalize", nitems, plan->local_size);
+}
+
+/* Partials and merge: writes plan->stats and plan->table, save_* and running statistics. */
+static clnorm_status enqueue_statistics(clnorm_plan *plan, clnorm_chain *chain,
+                                        clnorm_mode mode, const clnorm_buffers *b)
+{
+    const clnorm_context *ctx = plan->ctx;
+    const clnorm_view *v = &plan->view;
+    const clnorm_blocking *bl = &plan->blocking;
+    clnorm_status s;
+    cl_ulong P = v->P, Q = v->Q, R = v->R, S = v->S;
+    cl_ulong qb = bl->qb, sb = bl->sb, sblocks = bl->sblocks, nqb = bl->nqb;
+    if (bl->cols) {
+        clnorm_karg args[] = {KARG(b->x), KARG(plan->partials), KARG(P), KARG(Q), KARG(R),
+                              KARG(qb), KARG(nqb)};
+        if ((s = clnorm_set_args(ctx, plan->partial_cols, "stats_partial_cols", args, 7)) ||
+            (s = clnorm_chain_step(chain, plan->partial_cols, "stats_partial_cols",
+                                   bl->work_items, plan->local_size)))
+            return s;
+    } else {
+        clnorm_karg args[] = {KARG(b->x), KARG(plan->partials), KARG(P),       KARG(Q),
+                              KARG(R),    KARG(S),              KARG(qb),      KARG(sb),
+                              KARG(sblocks), KARG(nqb)};
+        if ((s = clnorm_set_args(ctx, plan->partial_rows, "stats_partial_rows", args, 10)) ||
+            (s = clnorm_chain_step(chain, plan->partial_rows, "stats_partial_rows",
+                                   bl->work_items, plan->local_size)))
+            return s;
+    }
+    return enqueue_finalize(plan, chain, mode, b, bl->nblk, bl->qb, bl->sb, bl->sblocks);
+}
+
+/* Problems whose groups fit in cache: statistics and y in one kernel, and the merge only when
+ * running statistics need the whole batch (the kernel leaves each group's (mean, M2) as its
+ * single partial, a block of Q x S). */
+static clnorm_status enqueue_fused(clnorm_plan *plan, clnorm_chain *chain, clnorm_mode mode,
+                                   const clnorm_buffers *b)
+{
+    const clnorm_desc *d = &plan->desc;
+    cl_ulong G = plan->stats_count, Q = plan->view.Q, R = plan->view.R, S = plan->view.S;
+    cl_ulong block = plan->fused_block;
+    cl_ulong nseg = d->kind == CLNORM_GROUP ? d->c / d->groups : 1;
+    cl_ulong gps = d->kind == CLNORM_GROUP ? d->groups : d->c;
+    cl_ulong P = plan->view.P, T = plan->table_size, members = plan->view.members;
+    const char *name = plan->fused_slab ? "norm_slab" : "norm_rows";
+    clnorm_status s;
+    if (plan->fused_slab) {
+        clnorm_karg args[] = {KARG(b->x),         KARG(b->y),           KARG(plan->partials),
+                              KARG(plan->stats),  KARG(G),              KARG(plan->table),
+                              KARG(T),            KARG(b->gamma),       KARG(b->beta),
+                              KARG(b->save_mean), KARG(b->save_invstd), KARG(P),
+                              KARG(Q),            KARG(R),              KARG(block),
+                              KARG(members),      KARG(d->eps)};
+        s = clnorm_set_args(plan->ctx, plan->fused, name, args, 17);
+    } else {
+        clnorm_karg args[] = {KARG(b->x),        KARG(b->y),         KARG(plan->partials),
+                              KARG(plan->stats), KARG(G),            KARG(b->gamma),
+                              KARG(b->beta),     KARG(b->save_mean), KARG(b->save_invstd),
+                              KARG(S),           KARG(block),        KARG(nseg),
+                              KARG(gps),         KARG(d->eps)};
+        s = clnorm_set_args(plan->ctx, plan->fused, name, args, 14);
+    }
+    size_t items = plan->fused_slab ? P : G;
+    if (s || (s = clnorm_chain_step(chain, plan->fused, name, items, plan->fused_local)))
+        return s;
+    if (b->running_mean && mode == CLNORM_TRAINING)
+        return enqueue_finalize(plan, chain, mode, b, 1, Q, S, 1);
+    return CLNORM_SUCCESS;
 }
 
 static clnorm_status enqueue_running_table(clnorm_plan *plan, clnorm_chain *chain,
@@ -183,7 +200,9 @@ clnorm_status clnorm_forward(clnorm_plan *plan, clnorm_mode mode, const clnorm_b
     clnorm_chain chain;
     pthread_mutex_lock(&plan->lock);
     clnorm_chain_begin(&chain, plan, num_wait, wait);
-    if (plan->elements > 0) {
+    if (plan->elements > 0 && plan->fused && !use_running) {
+        s = enqueue_fused(plan, &chain, mode, bufs);
+    } else if (plan->elements > 0) {
         s = use_running ? enqueue_running_table(plan, &chain, bufs)
                         : enqueue_statistics(plan, &chain, mode, bufs);
         if (!s)
@@ -192,4 +211,11 @@ clnorm_status clnorm_forward(clnorm_plan *plan, clnorm_mode mode, const clnorm_b
     s = clnorm_chain_end(&chain, s, done);
     pthread_mutex_unlock(&plan->lock);
     return s;
+}
+
+clnorm_status clnorm_forward_statistics(clnorm_plan *plan, clnorm_chain *chain, cl_mem x)
+{
+    clnorm_buffers b = {0};
+    b.x = x;
+    return enqueue_statistics(plan, chain, CLNORM_TRAINING, &b);
 }
