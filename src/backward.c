@@ -1,16 +1,265 @@
-/* clnorm_backward: gradients through the normalization (see DESIGN.md section 1). */
+/*
+ * clnorm_backward: dx, dgamma and dbeta (see kernels/backward.cl for the passes).
+ *
+ * TRAINING (and INFERENCE without running statistics) differentiates through the batch's own
+ * statistics, taken from save_mean/save_invstd when given, else recomputed by forward's
+ * statistics passes. INFERENCE with running statistics treats them as constants.
+ */
 #include "internal.h"
+
+#include <stdlib.h>
+
+#define PARAM_BLOCK_ROWS 512 /* samples one work-item sums for LAYER/RMS dgamma/dbeta */
+
+static int per_sample(const clnorm_desc *d)
+{
+    return d->kind == CLNORM_LAYER || d->kind == CLNORM_RMS;
+}
+
+clnorm_status clnorm_plan_backward_setup(clnorm_plan *plan, cl_program program)
+{
+    const clnorm_desc *d = &plan->desc;
+    int gpu = plan->ctx->info.cls == CLNORM_CLASS_GPU;
+    size_t cols = gpu ? 1 : 8;
+    clnorm_view v = plan->view;
+    if (d->kind == CLNORM_GROUP && !(d->layout == CLNORM_NHWC && d->d > 1))
+        v = (clnorm_view){d->n * d->c, 1, 1, d->d, d->c / d->groups}; /* a slice per (n, c) */
+    plan->bwd_view = v;
+    plan->bwd_blocking = clnorm_plan_blocking(plan, &v, cols);
+    plan->coef_size = per_sample(d) ? d->n : plan->table_size;
+    /* bwd_apply walks rows as CLNORM_APPLY defines them (forward's apply may regroup them). */
+    int mode = plan->apply_mode;
+    plan->bwd_rowlen = mode == 2 ? d->c * d->d : mode == 1 ? d->c : d->d;
+    plan->bwd_rows_per_sample = mode == 2 ? 1 : mode == 1 ? d->d : d->c;
+    clnorm_status s;
+    if ((s = clnorm_plan_kernel(plan, program, "bwd_partial_rows", &plan->bwd_partial_rows)) ||
+        (s = clnorm_plan_kernel(plan, program, "bwd_partial_cols", &plan->bwd_partial_cols)) ||
+        (s = clnorm_plan_kernel(plan, program, "bwd_finalize", &plan->bwd_finalize)) ||
+        (s = clnorm_plan_kernel(plan, program, "bwd_param_partial", &plan->bwd_param_partial)) ||
+        (s = clnorm_plan_kernel(plan, program, "bwd_param_finalize", &plan->bwd_param_finalize)) ||
+        (s = clnorm_plan_kernel(plan, program, "bwd_running_stats", &plan->bwd_running_stats)) ||
+        (s = clnorm_plan_kernel(plan, program, "bwd_apply", &plan->bwd_apply)))
+        return s;
+    size_t slices = v.P * v.R;
+    if ((s = clnorm_plan_scratch(plan, slices * plan->bwd_blocking.nblk * 2 * sizeof(float),
+                                 "backward partial sums", &plan->bwd_partials)) ||
+        (s = clnorm_plan_scratch(plan, plan->coef_size * 4 * sizeof(float),
+                                 "backward coefficients", &plan->coef)))
+        return s;
+    if (per_sample(d)) {
+        size_t L = d->c * d->d;
+        clnorm_view pv = {1, d->n, L, 1, 1};
+        plan->param_blocking = clnorm_plan_blocking(plan, &pv, cols);
+        plan->param_blocking.nqb = (d->n + PARAM_BLOCK_ROWS - 1) / PARAM_BLOCK_ROWS;
+        plan->param_blocking.qb = PARAM_BLOCK_ROWS;
+        plan->param_blocking.work_items = plan->param_blocking.nqb * ((L + cols - 1) / cols);
+        if ((s = clnorm_plan_scratch(plan, L * plan->param_blocking.nqb * 2 * sizeof(float),
+                                     "parameter partial sums", &plan->param_partials)))
+            return s;
+    }
+    return CLNORM_SUCCESS;
+}
+
+void clnorm_plan_backward_release(clnorm_plan *plan)
+{
+    cl_kernel kernels[] = {plan->bwd_partial_rows,   plan->bwd_partial_cols,
+                           plan->bwd_finalize,       plan->bwd_param_partial,
+                           plan->bwd_param_finalize, plan->bwd_running_stats,
+                           plan->bwd_apply};
+    for (size_t i = 0; i < sizeof kernels / sizeof kernels[0]; ++i)
+        if (kernels[i])
+            clReleaseKernel(kernels[i]);
+    cl_mem mems[] = {plan->bwd_partials, plan->coef, plan->param_partials};
+    for (size_t i = 0; i < sizeof mems / sizeof mems[0]; ++i)
+        if (mems[i])
+            clReleaseMemObject(mems[i]);
+}
+
+/* Where a call takes its statistics from. */
+typedef struct stats_source {
+    cl_mem mean, invstd;
+    cl_ulong moff, ioff;
+    int use_running; /* constants: INFERENCE with running statistics */
+} stats_source;
+
+static clnorm_status check_backward(const clnorm_plan *plan, clnorm_mode mode,
+                                    const clnorm_buffers *b, stats_source *src)
+{
+    const clnorm_context *ctx = plan->ctx;
+    const clnorm_desc *d = &plan->desc;
+    clnorm_status s;
+    if ((s = clnorm_check_call(plan, mode, b, &src->use_running)))
+        return s;
+    size_t bytes = plan->elements * clnorm_dtype_size(d->dtype);
+    size_t params = clnorm_param_bytes(d);
+    size_t stats = plan->stats_count * sizeof(float);
+    int data = plan->elements > 0;
+    int rms = d->kind == CLNORM_RMS;
+    if (!rms && !b->save_mean != !b->save_invstd)
+        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT,
+                           "bufs.%s: required when bufs.%s is given (both or neither)",
+                           b->save_mean ? "save_invstd" : "save_mean",
+                           b->save_mean ? "save_mean" : "save_invstd");
+    if ((s = clnorm_buffer_check(ctx, b->x, bytes, data, "bufs.x")) ||
+        (s = clnorm_buffer_check(ctx, b->dy, bytes, data, "bufs.dy")) ||
+        (s = clnorm_buffer_check(ctx, b->dx, bytes, 0, "bufs.dx")) ||
+        (s = clnorm_buffer_check(ctx, b->gamma, params, 0, "bufs.gamma")) ||
+        (s = clnorm_buffer_check(ctx, b->dgamma, params, 0, "bufs.dgamma")) ||
+        (s = clnorm_buffer_check(ctx, b->dbeta, params, 0, "bufs.dbeta")) ||
+        (s = clnorm_buffer_check(ctx, rms ? NULL : b->save_mean, stats, 0, "bufs.save_mean")) ||
+        (s = clnorm_buffer_check(ctx, b->save_invstd, stats, 0, "bufs.save_invstd")))
+        return s;
+    if (!src->use_running && b->save_invstd) {
+        /* RMS has no mean: any buffer does, the kernels never read it. */
+        src->mean = rms ? b->save_invstd : b->save_mean;
+        src->invstd = b->save_invstd;
+        src->moff = src->ioff = 0;
+    } else {
+        src->mean = src->invstd = plan->stats;
+        src->moff = 0;
+        src->ioff = plan->stats_count;
+    }
+    return CLNORM_SUCCESS;
+}
+
+static clnorm_status enqueue_sums(clnorm_plan *plan, clnorm_chain *chain,
+                                  const clnorm_buffers *b, const stats_source *src)
+{
+    const clnorm_context *ctx = plan->ctx;
+    const clnorm_view *v = &plan->bwd_view;
+    const clnorm_blocking *bl = &plan->bwd_blocking;
+    cl_ulong P = v->P, Q = v->Q, R = v->R, S = v->S, members = v->members;
+    cl_ulong qb = bl->qb, sb = bl->sb, sblocks = bl->sblocks, nqb = bl->nqb;
+    clnorm_status s;
+    if (bl->cols) {
+        clnorm_karg args[] = {KARG(b->x),         KARG(b->dy),  KARG(plan->bwd_partials),
+                              KARG(src->mean),    KARG(src->moff), KARG(src->invstd),
+                              KARG(src->ioff),    KARG(P),      KARG(Q),
+                              KARG(R),            KARG(qb),     KARG(nqb),
+                              KARG(members)};
+        if ((s = clnorm_set_args(ctx, plan->bwd_partial_cols, "bwd_partial_cols", args, 13)) ||
+            (s = clnorm_chain_step(chain, plan->bwd_partial_cols, "bwd_partial_cols",
+                                   bl->work_items, plan->local_size)))
+            return s;
+    } else {
+        clnorm_karg args[] = {KARG(b->x),      KARG(b->dy),      KARG(plan->bwd_partials),
+                              KARG(src->mean), KARG(src->moff),  KARG(src->invstd),
+                              KARG(src->ioff), KARG(b->gamma),   KARG(P),
+                              KARG(Q),         KARG(R),          KARG(S),
+                              KARG(qb),        KARG(sb),         KARG(sblocks),
+                              KARG(nqb),       KARG(members)};
+        if ((s = clnorm_set_args(ctx, plan->bwd_partial_rows, "bwd_partial_rows", args, 17)) ||
+            (s = clnorm_chain_step(chain, plan->bwd_partial_rows, "bwd_partial_rows",
+                                   bl->work_items, plan->local_size)))
+            return s;
+    }
+
+    const clnorm_desc *d = &plan->desc;
+    cl_ulong nblk = bl->nblk, T = plan->coef_size, C = d->c;
+    cl_ulong cpg = d->kind == CLNORM_GROUP ? d->c / d->groups : 1;
+    cl_ulong nitems = per_sample(d) ? d->n : d->c / cpg;
+    cl_ulong nsamples = d->kind == CLNORM_BATCH ? 1 : d->n;
+    cl_ulong tstride = d->kind == CLNORM_BATCH ? 0 : d->c;
+    float count = (float)(plan->elements / plan->stats_count);
+    cl_int constant_stats = src->use_running;
+    clnorm_karg args[] = {KARG(plan->bwd_partials), KARG(nblk),      KARG(src->mean),
+                          KARG(src->moff),          KARG(src->invstd), KARG(src->ioff),
+                          KARG(b->gamma),           KARG(plan->coef), KARG(T),
+                          KARG(b->dgamma),          KARG(b->dbeta),  KARG(nitems),
+                          KARG(nsamples),           KARG(cpg),       KARG(C),
+                          KARG(tstride),            KARG(count),     KARG(constant_stats)};
+    if ((s = clnorm_set_args(ctx, plan->bwd_finalize, "bwd_finalize", args, 18)))
+        return s;
+    return clnorm_chain_step(chain, plan->bwd_finalize, "bwd_finalize", nitems, plan->local_size);
+}
+
+static clnorm_status enqueue_param_sums(clnorm_plan *plan, clnorm_chain *chain,
+                                        const clnorm_buffers *b, const stats_source *src)
+{
+    const clnorm_context *ctx = plan->ctx;
+    const clnorm_blocking *pb = &plan->param_blocking;
+    cl_ulong N = plan->desc.n, L = plan->desc.c * plan->desc.d, qb = pb->qb, nqb = pb->nqb;
+    clnorm_status s;
+    clnorm_karg args[] = {KARG(b->x),     KARG(b->dy),     KARG(plan->param_partials),
+                          KARG(src->mean), KARG(src->moff), KARG(src->invstd),
+                          KARG(src->ioff), KARG(N),        KARG(L),
+                          KARG(qb),       KARG(nqb)};
+    if ((s = clnorm_set_args(ctx, plan->bwd_param_partial, "bwd_param_partial", args, 11)) ||
+        (s = clnorm_chain_step(chain, plan->bwd_param_partial, "bwd_param_partial",
+                               pb->work_items, plan->local_size)))
+        return s;
+    clnorm_karg fin[] = {KARG(plan->param_partials), KARG(nqb), KARG(L), KARG(b->dgamma),
+                         KARG(b->dbeta)};
+    if ((s = clnorm_set_args(ctx, plan->bwd_param_finalize, "bwd_param_finalize", fin, 5)))
+        return s;
+    return clnorm_chain_step(chain, plan->bwd_param_finalize, "bwd_param_finalize", L,
+                             plan->local_size);
+}
+
+static clnorm_status enqueue_running_stats(clnorm_plan *plan, clnorm_chain *chain,
+                                           const clnorm_buffers *b)
+{
+    cl_ulong G = plan->stats_count, C = plan->desc.c;
+    clnorm_karg args[] = {KARG(b->running_mean), KARG(b->running_var), KARG(plan->stats),
+                          KARG(G),               KARG(C),              KARG(plan->desc.eps)};
+    clnorm_status s =
+        clnorm_set_args(plan->ctx, plan->bwd_running_stats, "bwd_running_stats", args, 6);
+    if (s)
+        return s;
+    return clnorm_chain_step(chain, plan->bwd_running_stats, "bwd_running_stats", G,
+                             plan->local_size);
+}
+
+static clnorm_status enqueue_dx(clnorm_plan *plan, clnorm_chain *chain, const clnorm_buffers *b)
+{
+    const clnorm_desc *d = &plan->desc;
+    cl_ulong T = plan->coef_size, tstride = d->kind == CLNORM_BATCH ? 0 : d->c;
+    cl_ulong total = plan->elements, rowlen = plan->bwd_rowlen;
+    cl_ulong rows = plan->bwd_rows_per_sample, chunk = plan->apply_chunk;
+    clnorm_karg args[] = {KARG(b->x),   KARG(b->dy),     KARG(b->dx),   KARG(plan->coef),
+                          KARG(T),      KARG(b->gamma),  KARG(total),   KARG(rowlen),
+                          KARG(rows),   KARG(tstride),   KARG(chunk)};
+    clnorm_status s = clnorm_set_args(plan->ctx, plan->bwd_apply, "bwd_apply", args, 11);
+    if (s)
+        return s;
+    size_t work = (plan->elements + plan->apply_chunk - 1) / plan->apply_chunk;
+    return clnorm_chain_step(chain, plan->bwd_apply, "bwd_apply", work, plan->apply_local);
+}
 
 clnorm_status clnorm_backward(clnorm_plan *plan, clnorm_mode mode, const clnorm_buffers *bufs,
                               cl_uint num_wait, const cl_event *wait, cl_event *done)
 {
-    (void)mode;
-    (void)bufs;
-    (void)num_wait;
-    (void)wait;
-    if (done)
-        *done = NULL;
     if (!plan)
         return clnorm_fail(NULL, CLNORM_ERROR_INVALID_ARGUMENT, "plan: NULL");
-    return clnorm_fail(plan->ctx, CLNORM_ERROR_UNSUPPORTED, "clnorm_backward: not implemented yet");
+    clnorm_error_clear(plan->ctx);
+    if (done)
+        *done = NULL;
+    if (num_wait && !wait)
+        return clnorm_fail(plan->ctx, CLNORM_ERROR_INVALID_ARGUMENT,
+                           "wait: NULL with num_wait = %u", num_wait);
+    stats_source src;
+    clnorm_status s = check_backward(plan, mode, bufs, &src);
+    if (s)
+        return s;
+
+    clnorm_chain chain;
+    pthread_mutex_lock(&plan->lock);
+    clnorm_chain_begin(&chain, plan, num_wait, wait);
+    int wanted = bufs->dx || bufs->dgamma || bufs->dbeta;
+    if (plan->elements > 0 && wanted) {
+        if (src.use_running)
+            s = enqueue_running_stats(plan, &chain, bufs);
+        else if (src.mean == plan->stats)
+            s = clnorm_forward_statistics(plan, &chain, bufs->x);
+        int need_sums = bufs->dx || !per_sample(&plan->desc);
+        if (!s && need_sums)
+            s = enqueue_sums(plan, &chain, bufs, &src);
+        if (!s && per_sample(&plan->desc) && (bufs->dgamma || bufs->dbeta))
+            s = enqueue_param_sums(plan, &chain, bufs, &src);
+        if (!s && bufs->dx)
+            s = enqueue_dx(plan, &chain, bufs);
+    }
+    s = clnorm_chain_end(&chain, s, done);
+    pthread_mutex_unlock(&plan->lock);
+    return s;
 }

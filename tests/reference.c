@@ -187,12 +187,15 @@ int ref_backward(const clnorm_desc *p, clnorm_mode mode, const ref_inputs *in, r
             double inv = 1.0 / sqrt(var[k] + (double)p->eps);
             double xh = (in->x[i] - mean[k]) * inv;
             double gv = in->dy[i] * (in->gamma ? in->gamma[j] : 1.0);
+            double mg = p->kind == CLNORM_RMS ? 0.0 : sg[k] / count[k];
+            double mgx = sgx[k] / count[k];
             if (use_running)
                 out->y[i] = gv * inv;
-            else if (p->kind == CLNORM_RMS)
-                out->y[i] = inv * (gv - xh * sgx[k] / count[k]);
             else
-                out->y[i] = inv * (gv - sg[k] / count[k] - xh * sgx[k] / count[k]);
+                out->y[i] = inv * (gv - mg - xh * mgx);
+            if (out->scale) /* the terms dx is the difference of */
+                out->scale[i] = use_running ? fabs(gv * inv)
+                                            : inv * (fabs(gv) + fabs(mg) + fabs(xh * mgx));
         }
     }
     free(count);

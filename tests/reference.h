@@ -28,7 +28,8 @@ typedef struct ref_outputs {
     double *mean, *invstd;               /* per group (RMS: mean unused, invstd = invrms) */
     double *running_mean, *running_var;  /* updated copies (C each), when running given */
     double *dgamma, *dbeta;              /* backward: ref_params each */
-    double *scale;                       /* per element: |invstd * gamma|, for tolerances */
+    double *scale; /* per element, for tolerances: forward |invstd * gamma|; backward the
+                      magnitude of the terms whose difference is dx */
 } ref_outputs;
 
 /* Forward in float64 with the semantics of DESIGN.md section 1. Returns 0, or -1 when the

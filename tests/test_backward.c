@@ -1,0 +1,414 @@
+/* Backward against the float64 reference (itself checked against central differences of the
+ * float64 forward), over kind x layout x dtype x mode x optional buffers. */
+#include "harness.h"
+#include "reference.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct bcase {
+    clnorm_desc desc;
+    clnorm_mode mode;
+    int gamma, running, save, want_dx, want_dgamma, want_dbeta, in_place;
+    double offset;
+    uint64_t seed;
+} bcase;
+
+static bcase *cases;
+static int ncases;
+
+static double norm(const double *v, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; ++i)
+        s += v[i] * v[i];
+    return sqrt(s);
+}
+
+/* Relative L2 error. With scale, relative to at least a tenth of the terms dx is the
+ * difference of: where they cancel (a group of one or two elements, whose output barely
+ * depends on x), float rounding of the terms is all that is left. */
+static double rel_l2(const double *got, const double *want, const double *scale, size_t n)
+{
+    double num = 0;
+    for (size_t i = 0; i < n; ++i)
+        num += (got[i] - want[i]) * (got[i] - want[i]);
+    double den = norm(want, n);
+    if (scale && 0.1 * norm(scale, n) > den)
+        den = 0.1 * norm(scale, n);
+    return den > 0 ? sqrt(num) / den : sqrt(num);
+}
+
+static const char *name_of(const bcase *bc, char *buf, size_t size)
+{
+    static const char *const kinds[] = {"BATCH", "LAYER", "INSTANCE", "GROUP", "RMS"};
+    const clnorm_desc *d = &bc->desc;
+    snprintf(buf, size, "%s/%zu %s dtype%d %s %zux%zux%zu%s%s%s%s%s%s%s", kinds[d->kind],
+             d->groups, d->layout ? "NHWC" : "NCHW", (int)d->dtype,
+             bc->mode ? "INFERENCE" : "TRAINING", d->n, d->c, d->d, bc->gamma ? " gamma" : "",
+             bc->running ? " running" : "", bc->save ? " save" : "", bc->want_dx ? " dx" : "",
+             bc->want_dgamma ? " dgamma" : "", bc->want_dbeta ? " dbeta" : "",
+             bc->in_place ? " in-place" : "");
+    return buf;
+}
+
+static void check_case(const bcase *bc)
+{
+    clnorm_context *ctx = harness_ctx();
+    const clnorm_desc *d = &bc->desc;
+    char name[256];
+    name_of(bc, name, sizeof name);
+    size_t total = d->n * d->c * d->d, np = ref_params(d), groups = ref_groups(d);
+    size_t es = d->dtype == CLNORM_F32 ? 4 : 2;
+    float *xf = malloc(total * 4), *dyf = malloc(total * 4), *gamma = malloc(np * 4);
+    void *xs = malloc(total * es), *dys = malloc(total * es), *dxs = malloc(total * es);
+    double *xd = malloc(total * 8), *dyd = malloc(total * 8), *dxd = malloc(total * 8);
+    double *want_dx = malloc(total * 8), *want_dg = malloc(np * 8), *want_db = malloc(np * 8);
+    double *mean = malloc(groups * 8), *inv = malloc(groups * 8);
+    float *rm = malloc(d->c * 4), *rv = malloc(d->c * 4), *dg = malloc(np * 4), *db = malloc(np * 4);
+    double *dgd = calloc(np, 8), *dbd = calloc(np, 8), *y = malloc(total * 8);
+    float *smean = malloc(groups * 4), *sinv = malloc(groups * 4);
+    harness_rng rng = {bc->seed};
+    for (size_t i = 0; i < total; ++i) {
+        xf[i] = (float)(bc->offset + harness_normal(&rng));
+        dyf[i] = (float)harness_normal(&rng);
+    }
+    for (size_t i = 0; i < np; ++i)
+        gamma[i] = (float)(0.5 + harness_uniform(&rng));
+    for (size_t c = 0; c < d->c; ++c) {
+        rm[c] = (float)(bc->offset + 0.1 * harness_normal(&rng));
+        rv[c] = (float)(0.5 + harness_uniform(&rng));
+    }
+    ref_store(d->dtype, xf, xs, total);
+    ref_store(d->dtype, dyf, dys, total);
+    ref_load(d->dtype, xs, xd, total);
+    ref_load(d->dtype, dys, dyd, total);
+
+    ref_inputs in = {xd, bc->gamma ? gamma : NULL, NULL, bc->running ? rm : NULL,
+                     bc->running ? rv : NULL, dyd};
+    ref_outputs fo = {y, mean, inv, NULL, NULL, NULL, NULL, NULL};
+    int valid = ref_forward(d, CLNORM_TRAINING, &in, &fo) == 0 || (bc->running && bc->mode);
+    double *scale = malloc(total * 8);
+    ref_outputs bo = {want_dx, NULL, NULL, NULL, NULL, want_dg, want_db, scale};
+    if (valid)
+        ck_assert_int_eq(ref_backward(d, bc->mode, &in, &bo), 0);
+    for (size_t g = 0; g < groups; ++g) {
+        smean[g] = (float)mean[g];
+        sinv[g] = (float)inv[g];
+    }
+
+    clnorm_plan *plan;
+    CLNORM_OK(ctx, clnorm_plan_create(ctx, d, &plan));
+    clnorm_buffers b = {0};
+    b.x = harness_buffer(xs, total * es);
+    b.dy = harness_buffer(dys, total * es);
+    b.dx = bc->in_place ? b.dy : bc->want_dx ? harness_buffer(NULL, total * es) : NULL;
+    if (bc->gamma)
+        b.gamma = harness_buffer(gamma, np * 4);
+    if (bc->want_dgamma)
+        b.dgamma = harness_buffer(NULL, np * 4);
+    if (bc->want_dbeta)
+        b.dbeta = harness_buffer(NULL, np * 4);
+    if (bc->running) {
+        b.running_mean = harness_buffer(rm, d->c * 4);
+        b.running_var = harness_buffer(rv, d->c * 4);
+    }
+    if (bc->save && valid) {
+        b.save_mean = harness_buffer(smean, groups * 4);
+        b.save_invstd = harness_buffer(sinv, groups * 4);
+    }
+    cl_event done;
+    clnorm_status st = clnorm_backward(plan, bc->mode, &b, 0, NULL, &done);
+    if (!valid) {
+        ck_assert_msg(st == CLNORM_ERROR_INVALID_ARGUMENT, "%s: %s", name, clnorm_status_string(st));
+    } else {
+        ck_assert_msg(st == CLNORM_SUCCESS, "%s: %s: %s", name, clnorm_status_string(st),
+                      clnorm_context_last_error(ctx));
+        CL_OK(clWaitForEvents(1, &done));
+        clReleaseEvent(done);
+        double tol = d->dtype == CLNORM_F32 ? 1e-5 : d->dtype == CLNORM_F16 ? 2e-3 : 1.6e-2;
+        if (b.dx) {
+            harness_read(b.dx, dxs, total * es);
+            ref_load(d->dtype, dxs, dxd, total);
+            double e = rel_l2(dxd, want_dx, scale, total);
+            ck_assert_msg(e <= tol, "%s: dx relative L2 error %.3g > %.3g", name, e, tol);
+        }
+        /* Parameter gradients are float sums: tight whatever the storage type, but a float
+         * mean of data offset by m is only known to a few ulps of m (2^-24 m each), which
+         * shifts dgamma by that times invstd * dbeta. */
+        double ptol = d->dtype == CLNORM_F32 ? 1e-5 : 1e-4;
+        double shift = ldexp(fabs(bc->offset), -20) * norm(want_db, np);
+        if (b.dgamma) {
+            harness_read(b.dgamma, dg, np * 4);
+            for (size_t i = 0; i < np; ++i)
+                dgd[i] = dg[i];
+            double e = rel_l2(dgd, want_dg, NULL, np);
+            double t = ptol + shift / norm(want_dg, np);
+            ck_assert_msg(e <= t, "%s: dgamma relative L2 error %.3g > %.3g", name, e, t);
+        }
+        if (b.dbeta) {
+            harness_read(b.dbeta, db, np * 4);
+            for (size_t i = 0; i < np; ++i)
+                dbd[i] = db[i];
+            double e = rel_l2(dbd, want_db, NULL, np);
+            ck_assert_msg(e <= ptol, "%s: dbeta relative L2 error %.3g", name, e);
+        }
+    }
+    cl_mem mems[] = {b.x, b.dy, bc->in_place ? NULL : b.dx, b.gamma, b.dgamma, b.dbeta,
+                     b.running_mean, b.running_var, b.save_mean, b.save_invstd};
+    for (size_t i = 0; i < sizeof mems / sizeof mems[0]; ++i)
+        if (mems[i])
+            clReleaseMemObject(mems[i]);
+    clnorm_plan_release(plan);
+    free(xf); free(dyf); free(gamma); free(xs); free(dys); free(dxs); free(xd); free(dyd);
+    free(dxd); free(want_dx); free(want_dg); free(want_db); free(mean); free(inv); free(rm);
+    free(rv); free(dg); free(db); free(dgd); free(dbd); free(y); free(smean); free(sinv);
+    free(scale);
+}
+
+static void add(bcase bc)
+{
+    cases = realloc(cases, (size_t)(ncases + 1) * sizeof *cases);
+    cases[ncases++] = bc;
+}
+
+static void build_matrix(void)
+{
+    static const size_t big[][3] = {{2, 6, 15}, {3, 4, 1}, {1, 8, 37}, {4, 16, 65}};
+    static const size_t small[][3] = {{2, 6, 5}, {3, 4, 1}};
+    const size_t(*shapes)[3] = harness_small() ? small : big;
+    int nshapes = harness_small() ? 2 : 4;
+    uint64_t seed = 7;
+    for (int sh = 0; sh < nshapes; ++sh)
+        for (int kind = 0; kind < 5; ++kind)
+            for (size_t gi = 0; gi < (kind == CLNORM_GROUP ? 3u : 1u); ++gi)
+                for (int layout = 0; layout < 2; ++layout)
+                    for (int dtype = 0; dtype < 3; ++dtype)
+                        for (int mode = 0; mode < 2; ++mode)
+                            for (int variant = 0; variant < 3; ++variant) {
+                                size_t c = shapes[sh][1];
+                                size_t g = gi == 0 ? 1 : gi == 1 ? c / 2 : c;
+                                bcase bc = {0};
+                                bc.desc = (clnorm_desc){(clnorm_kind)kind, (clnorm_layout)layout,
+                                                        (clnorm_dtype)dtype, shapes[sh][0], c,
+                                                        shapes[sh][2], kind == CLNORM_GROUP ? g : 0,
+                                                        1e-5f, 0.1f};
+                                bc.mode = (clnorm_mode)mode;
+                                int has_running = kind == CLNORM_BATCH || kind == CLNORM_INSTANCE;
+                                bc.gamma = variant != 1;
+                                bc.running = has_running && variant != 2;
+                                bc.save = variant == 0;
+                                bc.want_dx = 1;
+                                bc.want_dgamma = variant != 2;
+                                bc.want_dbeta = variant != 1;
+                                bc.in_place = variant == 1;
+                                bc.offset = kind == CLNORM_RMS ? 0.5 : 2.0;
+                                bc.seed = seed++;
+                                add(bc);
+                            }
+}
+
+START_TEST(matrix_matches_reference) { check_case(&cases[_i]); }
+END_TEST
+
+START_TEST(only_parameter_gradients)
+{
+    for (int kind = 0; kind < 5; ++kind)
+        for (int layout = 0; layout < 2; ++layout) {
+            bcase bc = {0};
+            bc.desc = (clnorm_desc){(clnorm_kind)kind, (clnorm_layout)layout, CLNORM_F32, 3, 4,
+                                    harness_small() ? 5 : 77, 2, 1e-5f, 0.1f};
+            bc.gamma = 1;
+            bc.want_dgamma = bc.want_dbeta = 1;
+            bc.seed = 100 + (uint64_t)kind;
+            check_case(&bc);
+            bc.want_dgamma = 0;
+            check_case(&bc);
+        }
+}
+END_TEST
+
+START_TEST(long_reductions_with_offset)
+{
+    /* A million elements per statistics group, mean 1e4: sums stay accurate. */
+    for (int kind = 0; kind < 5; ++kind)
+        for (int layout = 0; layout < 2; ++layout) {
+            bcase bc = {0};
+            size_t n = kind == CLNORM_BATCH ? 16 : 2;
+            bc.desc = (clnorm_desc){(clnorm_kind)kind, (clnorm_layout)layout, CLNORM_F32, n, 4,
+                                    kind == CLNORM_BATCH ? 16384 : 262144, 2, 1e-5f, 0.1f};
+            bc.gamma = bc.want_dx = bc.want_dgamma = bc.want_dbeta = 1;
+            bc.offset = 1e4;
+            bc.seed = 200 + (uint64_t)kind;
+            check_case(&bc);
+        }
+}
+END_TEST
+
+START_TEST(same_input_gives_same_bits)
+{
+    clnorm_context *ctx = harness_ctx();
+    size_t N = 4, C = 8, D = harness_small() ? 9 : 3000, total = N * C * D;
+    float *x = malloc(total * 4), *dy = malloc(total * 4), *a = malloc(total * 4),
+          *b2 = malloc(total * 4);
+    harness_rng rng = {3};
+    for (size_t i = 0; i < total; ++i) {
+        x[i] = (float)(50 + harness_normal(&rng));
+        dy[i] = (float)harness_normal(&rng);
+    }
+    for (int kind = 0; kind < 5; ++kind) {
+        clnorm_desc desc = {(clnorm_kind)kind, CLNORM_NHWC, CLNORM_F32, N, C, D, 4, 1e-5f, 0.1f};
+        clnorm_plan *plan;
+        CLNORM_OK(ctx, clnorm_plan_create(ctx, &desc, &plan));
+        clnorm_buffers b = {0};
+        b.x = harness_buffer(x, total * 4);
+        b.dy = harness_buffer(dy, total * 4);
+        b.dx = harness_buffer(NULL, total * 4);
+        CLNORM_OK(ctx, clnorm_backward(plan, CLNORM_TRAINING, &b, 0, NULL, NULL));
+        harness_read(b.dx, a, total * 4);
+        CLNORM_OK(ctx, clnorm_backward(plan, CLNORM_TRAINING, &b, 0, NULL, NULL));
+        harness_read(b.dx, b2, total * 4);
+        ck_assert_msg(memcmp(a, b2, total * 4) == 0, "kind %d differs between runs", kind);
+        clReleaseMemObject(b.x);
+        clReleaseMemObject(b.dy);
+        clReleaseMemObject(b.dx);
+        clnorm_plan_release(plan);
+    }
+    free(x); free(dy); free(a); free(b2);
+}
+END_TEST
+
+/* The reference's gradients are those of its own forward: central differences of
+ * L = sum(dy * y) in float64, for every kind, on a small problem. */
+START_TEST(reference_matches_finite_differences)
+{
+    for (int kind = 0; kind < 5; ++kind)
+        for (int mode = 0; mode < 2; ++mode) {
+            clnorm_desc d = {(clnorm_kind)kind, CLNORM_NHWC, CLNORM_F32, 2, 4, 3, 2, 1e-3f, 0.1f};
+            size_t total = 24, np = ref_params(&d);
+            double x[24], dy[24], y[24], dx[24], dg[12], db[12];
+            float gamma[12], beta[12], rm[4] = {0.1f, -0.2f, 0.3f, 0.0f}, rv[4] = {1, 2, 0.5f, 1.5f};
+            harness_rng rng = {(uint64_t)(kind * 2 + mode + 1)};
+            for (size_t i = 0; i < total; ++i) {
+                x[i] = harness_normal(&rng);
+                dy[i] = harness_normal(&rng);
+            }
+            for (size_t i = 0; i < np; ++i) {
+                gamma[i] = (float)(0.5 + harness_uniform(&rng));
+                beta[i] = (float)harness_normal(&rng);
+            }
+            int running = mode == CLNORM_INFERENCE && (kind == CLNORM_BATCH || kind == CLNORM_INSTANCE);
+            ref_inputs in = {x, gamma, beta, running ? rm : NULL, running ? rv : NULL, dy};
+            ref_outputs bo = {dx, NULL, NULL, NULL, NULL, dg, db, NULL};
+            ck_assert_int_eq(ref_backward(&d, (clnorm_mode)mode, &in, &bo), 0);
+            ref_outputs fo = {y, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+            const double h = 1e-6;
+            for (size_t i = 0; i < total; ++i) {
+                double keep = x[i], lp = 0, lm = 0;
+                x[i] = keep + h;
+                ref_forward(&d, (clnorm_mode)mode, &in, &fo);
+                for (size_t k = 0; k < total; ++k)
+                    lp += dy[k] * y[k];
+                x[i] = keep - h;
+                ref_forward(&d, (clnorm_mode)mode, &in, &fo);
+                for (size_t k = 0; k < total; ++k)
+                    lm += dy[k] * y[k];
+                x[i] = keep;
+                double fd = (lp - lm) / (2 * h);
+                ck_assert_msg(fabs(fd - dx[i]) <= 1e-6 * (1 + fabs(fd)),
+                              "kind %d mode %d: dx[%zu] = %.10g, finite difference %.10g", kind,
+                              mode, i, dx[i], fd);
+            }
+            for (size_t j = 0; j < np; ++j) {
+                float keep = gamma[j];
+                double lp = 0, lm = 0;
+                gamma[j] = keep + 1e-3f;
+                double hp = (double)gamma[j] - keep;
+                ref_forward(&d, (clnorm_mode)mode, &in, &fo);
+                for (size_t k = 0; k < total; ++k)
+                    lp += dy[k] * y[k];
+                gamma[j] = keep;
+                ref_forward(&d, (clnorm_mode)mode, &in, &fo);
+                for (size_t k = 0; k < total; ++k)
+                    lm += dy[k] * y[k];
+                ck_assert_msg(fabs((lp - lm) / hp - dg[j]) <= 1e-6 * (1 + fabs(dg[j])),
+                              "kind %d: dgamma[%zu]", kind, j);
+            }
+        }
+}
+END_TEST
+
+START_TEST(rejected_calls_write_nothing)
+{
+    clnorm_context *ctx = harness_ctx();
+    clnorm_desc desc = {CLNORM_BATCH, CLNORM_NCHW, CLNORM_F32, 2, 3, 4, 0, 1e-5f, 0.1f};
+    clnorm_plan *plan;
+    CLNORM_OK(ctx, clnorm_plan_create(ctx, &desc, &plan));
+    float fill[24];
+    for (int i = 0; i < 24; ++i)
+        fill[i] = 42.0f;
+    clnorm_buffers b = {0};
+    b.x = harness_buffer(fill, sizeof fill);
+    b.dx = harness_buffer(fill, sizeof fill);
+    b.dgamma = harness_buffer(fill, 12);
+    struct {
+        const char *field;
+        int what;
+    } bad[] = {{"bufs.dy", 0}, {"bufs.save_invstd", 1}, {"bufs.dgamma", 2}, {"mode", 3},
+                 {"bufs.running_mean", 4}};
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; ++k) {
+        clnorm_buffers t = b;
+        cl_mem small = harness_buffer(fill, 4), any = harness_buffer(fill, sizeof fill);
+        clnorm_mode mode = CLNORM_TRAINING;
+        if (bad[k].what != 0)
+            t.dy = any;
+        if (bad[k].what == 1)
+            t.save_mean = any;
+        if (bad[k].what == 2)
+            t.dgamma = small;
+        if (bad[k].what == 3)
+            mode = (clnorm_mode)5;
+        if (bad[k].what == 4)
+            t.running_var = any;
+        ck_assert_int_eq(clnorm_backward(plan, mode, &t, 0, NULL, NULL),
+                         CLNORM_ERROR_INVALID_ARGUMENT);
+        ck_assert_msg(strstr(clnorm_context_last_error(ctx), bad[k].field),
+                      "\"%s\" does not name %s", clnorm_context_last_error(ctx), bad[k].field);
+        float got[24];
+        harness_read(b.dx, got, sizeof got);
+        for (int i = 0; i < 24; ++i)
+            ck_assert_float_eq(got[i], 42.0f);
+        harness_read(b.dgamma, got, 12);
+        for (int i = 0; i < 3; ++i)
+            ck_assert_float_eq(got[i], 42.0f);
+        clReleaseMemObject(small);
+        clReleaseMemObject(any);
+    }
+    clReleaseMemObject(b.x);
+    clReleaseMemObject(b.dx);
+    clReleaseMemObject(b.dgamma);
+    clnorm_plan_release(plan);
+}
+END_TEST
+
+int main(void)
+{
+    harness_ctx();
+    build_matrix();
+    Suite *s = suite_create("backward");
+    TCase *tc = tcase_create("backward");
+    tcase_set_timeout(tc, 0);
+    tcase_add_test(tc, reference_matches_finite_differences);
+    tcase_add_loop_test(tc, matrix_matches_reference, 0, ncases);
+    tcase_add_test(tc, only_parameter_gradients);
+    if (!harness_small())
+        tcase_add_test(tc, long_reductions_with_offset);
+    tcase_add_test(tc, same_input_gives_same_bits);
+    tcase_add_test(tc, rejected_calls_write_nothing);
+    suite_add_tcase(s, tc);
+    int rc = harness_run(s);
+    free(cases);
+    return rc;
+}
