@@ -62,8 +62,7 @@ static int file_path(const char *key, size_t key_size, char *out, size_t size)
     return n > 0 && (size_t)n < size;
 }
 
-/* mkdir -p: creates each missing folder of path. */
-static int make_dirs(const char *path)
+int clnorm_make_dirs(const char *path)
 {
     char buf[4096];
     size_t n = strlen(path);
@@ -139,7 +138,7 @@ void clnorm_cache_store(const char *key, size_t key_size, const unsigned char *b
 {
     char path[4200], dir[4096], tmp[4300];
     if (!file_path(key, key_size, path, sizeof path) || !clnorm_cache_dir(dir, sizeof dir) ||
-        !make_dirs(dir))
+        !clnorm_make_dirs(dir))
         return;
     static _Atomic unsigned counter;
     snprintf(tmp, sizeof tmp, "%s.%ld.%u.tmp", path, (long)getpid(),

@@ -225,6 +225,7 @@ clnorm_status clnorm_context_create(const char *device_spec, clnorm_context **ou
     ctx->platform = e->platform;
     ctx->device = e->device;
     clnorm_device_info_read(e->platform, e->device, &ctx->info);
+    clnorm_tuning_load(ctx);
     cl_int err = CL_SUCCESS;
     cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)e->platform, 0};
     ctx->cl = clCreateContext(props, 1, &e->device, NULL, NULL, &err);
@@ -282,6 +283,7 @@ clnorm_status clnorm_context_create_from_queue(cl_command_queue queue, clnorm_co
     ctx->queue = queue;
     ctx->out_of_order = (props & CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE) != 0;
     clnorm_device_info_read(ctx->platform, ctx->device, &ctx->info);
+    clnorm_tuning_load(ctx);
     *out = ctx;
     return CLNORM_SUCCESS;
 fail:

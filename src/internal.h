@@ -38,6 +38,15 @@ typedef struct clnorm_device_info {
     cl_bool compiler_available;
 } clnorm_device_info;
 
+/* Launch parameters a device is tuned by (tune.c): defaults per device class, or what
+ * `clnorm-bench --tune` measured and saved. */
+typedef struct clnorm_tuning {
+    size_t block;     /* elements per block of the statistics passes */
+    size_t chunk_max; /* longest chunk of elements one apply work-item takes */
+    size_t local;     /* work-group size of the per-work-item kernels */
+    int from_file;
+} clnorm_tuning;
+
 typedef struct clnorm_program_entry {
     struct clnorm_program_entry *next;
     char *options;
@@ -53,6 +62,7 @@ struct clnorm_context {
     cl_command_queue queue;
     int out_of_order; /* queue executes out of order: our commands chain with events */
     clnorm_device_info info;
+    clnorm_tuning tuning;
     pthread_mutex_t lock; /* guards programs and the counters below */
     clnorm_program_entry *programs;
     unsigned long compiled, loaded; /* programs built from source / from the binary cache */
@@ -74,6 +84,12 @@ clnorm_status clnorm_kernel_source_read(const clnorm_context *ctx, const char *n
                                         size_t *size);
 
 uint64_t clnorm_hash64(const void *data, size_t size, uint64_t seed);
+/* mkdir -p; returns 0 when a folder cannot be made. */
+int clnorm_make_dirs(const char *path);
+/* Fills ctx->tuning: defaults for the device class, or the saved file (tune.c). */
+void clnorm_tuning_load(clnorm_context *ctx);
+/* Saves ctx->tuning for this device beside the binary cache; path receives the file name. */
+clnorm_status clnorm_tuning_store(const clnorm_context *ctx, char *path, size_t size);
 #define CLNORM_HASH_SEED 0xcbf29ce484222325ull
 
 /* Returns a malloc'd binary for key, or NULL (no cache, miss, or an unusable file). */
@@ -112,15 +128,51 @@ struct clnorm_plan {
     size_t apply_local; /* work-group size of apply (and of the copy kernel it is measured by) */
     size_t local_size; /* of the per-work-item kernels */
     cl_kernel partial_rows, partial_cols, finalize, from_running, apply;
+    /* Forward of row problems whose row fits in cache (CPU): statistics and apply in one kernel
+     * (norm_rows), one work-item per row of view.S elements in blocks of fused_block; NULL when
+     * the plan takes the separate passes. */
+    cl_kernel fused;
+    size_t fused_block, fused_local;
+    /* fused_slab: the kernel is norm_slab (channels-last INSTANCE and GROUP: one work-item per
+     * sample, blocks of fused_block rows) */
+    int fused_slab;
     cl_mem partials, stats, table; /* scratch, owned by the plan */
+    /* Backward: its reduction view has one slice per channel of a group (GROUP channels-first
+     * differs from forward); LAYER/RMS add column sums over samples for dgamma/dbeta. */
+    clnorm_view bwd_view;
+    clnorm_blocking bwd_blocking, param_blocking;
+    size_t coef_size; /* entries of each of the 4 coefficient arrays */
+    int apply_mode;   /* CLNORM_APPLY: 0 channels-first rows, 1 channels-last, 2 per sample */
+    size_t bwd_rowlen, bwd_rows_per_sample; /* rows of bwd_apply (CLNORM_APPLY's meaning) */
+    cl_kernel bwd_partial_rows, bwd_partial_cols, bwd_finalize, bwd_param_partial,
+        bwd_param_finalize, bwd_running_stats, bwd_apply;
+    cl_mem bwd_partials, coef, param_partials;
     pthread_mutex_t lock;          /* kernel arguments, scratch and last event */
     cl_event last;                 /* last command of the previous call (out-of-order queues) */
 };
+
+/* Plan building blocks, for backward.c: blocking of a view (cols: columns per work-item of
+ * the column kernels), a kernel from the plan's program, a scratch buffer. */
+clnorm_blocking clnorm_plan_blocking(const clnorm_plan *plan, const clnorm_view *v, size_t cols);
+clnorm_status clnorm_plan_kernel(clnorm_plan *plan, cl_program program, const char *name,
+                                 cl_kernel *out);
+clnorm_status clnorm_plan_scratch(clnorm_plan *plan, size_t bytes, const char *what, cl_mem *out);
+/* Backward's kernels and scratch (backward.c); release accepts a partly built plan. */
+clnorm_status clnorm_plan_backward_setup(clnorm_plan *plan, cl_program program);
+void clnorm_plan_backward_release(clnorm_plan *plan);
 
 size_t clnorm_dtype_size(clnorm_dtype dtype);
 const char *clnorm_kind_name(clnorm_kind kind); /* "BATCH", ... */
 /* Validates the descriptor; the message names the field. */
 clnorm_status clnorm_desc_check(const clnorm_context *ctx, const clnorm_desc *desc);
+
+/* Bytes of gamma, beta, dgamma or dbeta: C floats, or C*D for LAYER and RMS. */
+size_t clnorm_param_bytes(const clnorm_desc *desc);
+/* What forward and backward check alike: the mode, bufs, running statistics (allowed for the
+ * kind, both or neither, large enough), and no own statistics over single elements. Sets
+ * *use_running: INFERENCE with running statistics. */
+clnorm_status clnorm_check_call(const clnorm_plan *plan, clnorm_mode mode,
+                                const clnorm_buffers *b, int *use_running);
 
 /* Checks that buf is present (or may be absent) and holds at least bytes. */
 clnorm_status clnorm_buffer_check(const clnorm_context *ctx, cl_mem buf, size_t bytes,
@@ -158,5 +210,9 @@ typedef struct clnorm_karg {
 /* Sets a kernel's arguments in order; reports the first failure with the kernel's name. */
 clnorm_status clnorm_set_args(const clnorm_context *ctx, cl_kernel kernel, const char *name,
                               const clnorm_karg *args, cl_uint count);
+
+
+/* Forward's statistics passes on x alone, into plan->stats (for a backward without save_*). */
+clnorm_status clnorm_forward_statistics(clnorm_plan *plan, clnorm_chain *chain, cl_mem x);
 
 #endif

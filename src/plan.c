@@ -9,12 +9,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Elements one statistics block covers: small enough that its second sweep hits cache, large
- * enough that partials stay few. */
-#define CPU_BLOCK 4096
-#define CPU_LOCAL 8
-#define GPU_LOCAL 64
+/* Elements per statistics block, apply chunk lengths and work-group sizes come from the
+ * context's tuning (src/tune.c): defaults per device class, or what clnorm-bench --tune saved. */
 #define COLS 8 /* columns per work-item of the CPU column kernel (CLNORM_RT) */
+/* Longest row (elements) the fused row kernel takes on a CPU: a core's share of its cache
+ * (L2 is 0.5-2 MiB per core on current x86), so that the apply sweep re-reads the row from cache.
+ * Longer rows take the blocked passes, which spread one row over every core. */
+#define FUSED_MAX_ROW 65536
+/* The same for a channels-last sample (a [D][C] slab), which one work-item reduces and applies. */
+#define FUSED_MAX_SLAB 262144
 
 size_t clnorm_dtype_size(clnorm_dtype dtype) { return dtype == CLNORM_F32 ? 4 : 2; }
 
@@ -85,11 +88,16 @@ static clnorm_view make_view(const clnorm_desc *d)
 static size_t ceil_div(size_t a, size_t b) { return (a + b - 1) / b; }
 static size_t round_up(size_t a, size_t b) { return ceil_div(a, b) * b; }
 
-/* cols: columns per work-item of the column kernel (CLNORM_RT). */
-static clnorm_blocking make_blocking(const clnorm_view *v, size_t cols)
+/* cols: columns per work-item of the column kernel (CLNORM_RT); block: the tuned elements per
+ * statistics block. A block small enough that its second sweep hits cache, large enough that
+ * partials stay few. */
+static clnorm_blocking make_blocking(const clnorm_view *v, size_t cols, size_t block)
 {
     clnorm_blocking b = {0};
-    size_t block = CPU_BLOCK;
+    /* Wide column tiles stream whole rows and read their second sweep from L2 well; longer
+     * blocks keep the merge, one Chan step per block and group, short. */
+    if (cols >= 32)
+        block *= 2;
     if (v->S == 1 && v->R > 1) {
         b.cols = 1;
         b.nqb = ceil_div(v->Q, block / cols);
@@ -115,6 +123,64 @@ static clnorm_blocking make_blocking(const clnorm_view *v, size_t cols)
         b.work_items = v->P * v->R * b.nblk;
     }
     return b;
+}
+
+/* Row problems (every group one contiguous row: Q == 1, one partial column per group) on a CPU
+ * take the fused kernel when a row fits in a core's cache and there are rows enough to keep
+ * every core busy; so do channels-last INSTANCE and GROUP (S == 1, whole vectors of columns)
+ * when a sample's slab fits. The work-group size shrinks with few work-items, so that
+ * work-groups still outnumber cores. */
+static void choose_fused(clnorm_plan *plan, int narrow)
+{
+    const clnorm_view *v = &plan->view;
+    const clnorm_device_info *info = &plan->ctx->info;
+    size_t items, cores = info->compute_units ? info->compute_units : 1;
+    plan->fused_block = 0;
+    clnorm_kind kind = plan->desc.kind;
+    if (info->cls != CLNORM_CLASS_CPU)
+        return;
+    if (v->Q == 1 && v->members == 1 && v->S <= FUSED_MAX_ROW) {
+        items = plan->stats_count;
+        plan->fused_block = plan->ctx->tuning.block;
+    } else if ((kind == CLNORM_INSTANCE || kind == CLNORM_GROUP) && v->S == 1 && v->R > 1 &&
+               v->R % 8 == 0 && !narrow && v->Q * v->R <= FUSED_MAX_SLAB) {
+        items = v->P;
+        size_t block = plan->ctx->tuning.block;
+        plan->fused_block = block / v->R < 16 ? 16 : block / v->R;
+        plan->fused_slab = 1;
+    } else {
+        return;
+    }
+    if (items < 4 * cores) {
+        plan->fused_block = 0;
+        plan->fused_slab = 0;
+        return;
+    }
+    size_t local = plan->local_size;
+    while (local > 1 && items / local < 4 * cores)
+        local /= 2;
+    plan->fused_local = local;
+}
+
+static clnorm_status create_kernel(clnorm_plan *plan, cl_program program, const char *name,
+                                   cl_kernel *out);
+static clnorm_status create_scratch(clnorm_plan *plan, size_t bytes, const char *what,
+                                    cl_mem *out);
+
+clnorm_blocking clnorm_plan_blocking(const clnorm_plan *plan, const clnorm_view *v, size_t cols)
+{
+    return make_blocking(v, cols, plan->ctx->tuning.block);
+}
+
+clnorm_status clnorm_plan_kernel(clnorm_plan *plan, cl_program program, const char *name,
+                                 cl_kernel *out)
+{
+    return create_kernel(plan, program, name, out);
+}
+
+clnorm_status clnorm_plan_scratch(clnorm_plan *plan, size_t bytes, const char *what, cl_mem *out)
+{
+    return create_scratch(plan, bytes, what, out);
 }
 
 static clnorm_status create_kernel(clnorm_plan *plan, cl_program program, const char *name,
@@ -170,22 +236,34 @@ clnorm_status clnorm_plan_create(clnorm_context *ctx, const clnorm_desc *desc, c
     plan->stats_count = plan->view.P * plan->view.R / plan->view.members;
     int per_sample = d->kind == CLNORM_LAYER || d->kind == CLNORM_RMS;
     plan->table_size = per_sample ? 0 : d->kind == CLNORM_BATCH ? d->c : d->n * d->c;
-    plan->local_size = gpu ? GPU_LOCAL : CPU_LOCAL;
+    plan->local_size = ctx->tuning.local;
     if (plan->local_size > info->max_work_group)
         plan->local_size = info->max_work_group;
 
-    int apply_mode = per_sample ? 2 : (d->layout == CLNORM_NHWC && d->d > 1) ? 1 : 0;
+    /* One channel is the same in either layout: channels-first rows are long, not one element. */
+    int apply_mode = per_sample ? 2 : (d->layout == CLNORM_NHWC && d->d > 1 && d->c > 1) ? 1 : 0;
+    plan->apply_mode = apply_mode;
     plan->apply_rowlen = apply_mode == 2 ? d->c * d->d : apply_mode == 1 ? d->c : d->d;
     plan->apply_rows_per_sample = apply_mode == 2 ? 1 : apply_mode == 1 ? d->d : d->c;
+    /* Channels-last with 2..7 channels on a CPU: rows of C elements would leave the vectors
+     * idle, so statistics and apply read whole samples with lanes cycling through the channels
+     * (CLNORM_NARROW), and the statistics blocks hold the tuned block of elements, not rows. */
+    int narrow = !gpu && apply_mode == 1 && d->c < COLS ? (int)d->c : 0;
+    if (narrow) {
+        plan->apply_rowlen = d->c * d->d;
+        plan->apply_rows_per_sample = 1;
+    }
     plan->apply_local = gpu ? 256 : plan->local_size;
     if (plan->apply_local > info->max_work_group)
         plan->apply_local = info->max_work_group;
+    size_t chunk_max = ctx->tuning.chunk_max;
     if (gpu) {
-        plan->apply_chunk = 8;
+        plan->apply_chunk = chunk_max;
     } else {
         /* Enough chunks for every core to get several, each long enough to stream. */
         size_t want = ceil_div(plan->elements, (size_t)info->compute_units * 8 + 1);
-        plan->apply_chunk = round_up(want < 1024 ? 1024 : want > 16384 ? 16384 : want, 8);
+        size_t least = chunk_max < 1024 ? chunk_max : 1024;
+        plan->apply_chunk = round_up(want < least ? least : want > chunk_max ? chunk_max : want, 8);
     }
 
     if (plan->elements == 0) { /* a valid no-op: nothing to compile or allocate */
@@ -193,12 +271,20 @@ clnorm_status clnorm_plan_create(clnorm_context *ctx, const clnorm_desc *desc, c
         return CLNORM_SUCCESS;
     }
     size_t cols = gpu ? 1 : COLS;
-    plan->blocking = make_blocking(&plan->view, cols);
+    /* Forward column statistics: 64 or 32 columns (runs of whole cache lines, independent
+     * chains) per work-item where R allows, up to 128 columns: wider rows (GROUP's C = 320)
+     * measured faster with 8-column tiles. The narrow path cuts blocks by its R columns. */
+    const clnorm_view *v = &plan->view;
+    int wide = !gpu && v->S == 1 && v->R > 1 && v->R <= 128;
+    size_t ct = wide && v->R % 64 == 0 ? 64 : wide && v->R % 32 == 0 ? 32 : cols;
+    plan->blocking = make_blocking(v, narrow ? (size_t)narrow : ct, ctx->tuning.block);
+    choose_fused(plan, narrow);
 
     char options[256];
     snprintf(options, sizeof options,
-             "-cl-std=CL1.2 -DCLNORM_DTYPE=%d -DCLNORM_KIND=%d -DCLNORM_APPLY=%d -DCLNORM_RT=%d",
-             (int)d->dtype, (int)d->kind, apply_mode, (int)cols);
+             "-cl-std=CL1.2 -DCLNORM_DTYPE=%d -DCLNORM_KIND=%d -DCLNORM_APPLY=%d -DCLNORM_RT=%d"
+             " -DCLNORM_NARROW=%d -DCLNORM_CT=%d",
+             (int)d->dtype, (int)d->kind, apply_mode, (int)cols, narrow, (int)ct);
     cl_program program;
     status = clnorm_program_get(ctx, options, &program);
     if (status != CLNORM_SUCCESS)
@@ -207,7 +293,11 @@ clnorm_status clnorm_plan_create(clnorm_context *ctx, const clnorm_desc *desc, c
         (status = create_kernel(plan, program, "stats_partial_cols", &plan->partial_cols)) ||
         (status = create_kernel(plan, program, "stats_finalize", &plan->finalize)) ||
         (status = create_kernel(plan, program, "stats_from_running", &plan->from_running)) ||
-        (status = create_kernel(plan, program, "apply", &plan->apply)))
+        (status = create_kernel(plan, program, "apply", &plan->apply)) ||
+        (plan->fused_block &&
+         (status = create_kernel(plan, program, plan->fused_slab ? "norm_slab" : "norm_rows",
+                                 &plan->fused))) ||
+        (status = clnorm_plan_backward_setup(plan, program)))
         goto fail;
     const clnorm_blocking *b = &plan->blocking;
     if ((status = create_scratch(plan, plan->view.P * plan->view.R * b->nblk * 2 * sizeof(float),
@@ -229,7 +319,7 @@ void clnorm_plan_release(clnorm_plan *plan)
     if (!plan)
         return;
     cl_kernel kernels[] = {plan->partial_rows, plan->partial_cols, plan->finalize,
-                           plan->from_running, plan->apply};
+                           plan->from_running, plan->apply,        plan->fused};
     for (size_t i = 0; i < sizeof kernels / sizeof kernels[0]; ++i)
         if (kernels[i])
             clReleaseKernel(kernels[i]);
@@ -237,6 +327,7 @@ void clnorm_plan_release(clnorm_plan *plan)
     for (size_t i = 0; i < sizeof mems / sizeof mems[0]; ++i)
         if (mems[i])
             clReleaseMemObject(mems[i]);
+    clnorm_plan_backward_release(plan);
     if (plan->last)
         clReleaseEvent(plan->last);
     pthread_mutex_destroy(&plan->lock);
@@ -245,6 +336,54 @@ void clnorm_plan_release(clnorm_plan *plan)
 }
 
 size_t clnorm_plan_stats_count(const clnorm_plan *plan) { return plan ? plan->stats_count : 0; }
+
+size_t clnorm_param_bytes(const clnorm_desc *d)
+{
+    int per_sample = d->kind == CLNORM_LAYER || d->kind == CLNORM_RMS;
+    return (per_sample ? d->c * d->d : d->c) * sizeof(float);
+}
+
+clnorm_status clnorm_check_call(const clnorm_plan *plan, clnorm_mode mode,
+                                const clnorm_buffers *b, int *use_running)
+{
+    const clnorm_context *ctx = plan->ctx;
+    const clnorm_desc *d = &plan->desc;
+    clnorm_status s;
+    if (mode != CLNORM_TRAINING && mode != CLNORM_INFERENCE)
+        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT, "mode: unknown value %d",
+                           (int)mode);
+    if (!b)
+        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT, "bufs: NULL");
+    int has_running = d->kind == CLNORM_BATCH || d->kind == CLNORM_INSTANCE;
+    if (!has_running && (b->running_mean || b->running_var))
+        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT,
+                           "bufs.%s: %s normalization has no running statistics",
+                           b->running_mean ? "running_mean" : "running_var",
+                           clnorm_kind_name(d->kind));
+    if (!b->running_mean != !b->running_var)
+        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT,
+                           "bufs.%s: required when bufs.%s is given",
+                           b->running_mean ? "running_var" : "running_mean",
+                           b->running_mean ? "running_mean" : "running_var");
+    if ((s = clnorm_buffer_check(ctx, b->running_mean, d->c * sizeof(float), 0,
+                                 "bufs.running_mean")) ||
+        (s = clnorm_buffer_check(ctx, b->running_var, d->c * sizeof(float), 0,
+                                 "bufs.running_var")))
+        return s;
+    *use_running = b->running_mean && mode == CLNORM_INFERENCE;
+    if (!*use_running && plan->elements > 0) {
+        /* Own statistics over a single element have no variance (PyTorch refuses too). */
+        if (d->kind == CLNORM_BATCH && d->n * d->d == 1)
+            return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT,
+                               "desc.n: BATCH statistics over n*d = 1 value per channel; "
+                               "need more than one, or running statistics in INFERENCE");
+        if (d->kind == CLNORM_INSTANCE && d->d == 1)
+            return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT,
+                               "desc.d: INSTANCE statistics over d = 1 value per (n, c); "
+                               "need more than one, or running statistics in INFERENCE");
+    }
+    return CLNORM_SUCCESS;
+}
 
 clnorm_status clnorm_buffer_check(const clnorm_context *ctx, cl_mem buf, size_t bytes,
                                   int required, const char *field)

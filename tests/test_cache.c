@@ -183,6 +183,47 @@ START_TEST(kernel_dir_overrides_embedded_sources)
 }
 END_TEST
 
+START_TEST(tuning_is_saved_per_device_and_bad_files_ignored)
+{
+    fresh_cache();
+    clnorm_context *ctx;
+    CLNORM_OK(NULL, clnorm_context_create(getenv("CLNORM_TEST_DEVICE"), &ctx));
+    ck_assert_int_eq(ctx->tuning.from_file, 0);
+    clnorm_tuning defaults = ctx->tuning;
+    ctx->tuning.block = 2048;
+    ctx->tuning.chunk_max = 32768;
+    ctx->tuning.local = 4;
+    char path[4300];
+    CLNORM_OK(ctx, clnorm_tuning_store(ctx, path, sizeof path));
+    clnorm_context_release(ctx);
+
+    /* A new context on the device reads it, and its plans compute the same results. */
+    CLNORM_OK(NULL, clnorm_context_create(getenv("CLNORM_TEST_DEVICE"), &ctx));
+    ck_assert_int_eq(ctx->tuning.from_file, 1);
+    ck_assert_uint_eq(ctx->tuning.block, 2048);
+    ck_assert_uint_eq(ctx->tuning.chunk_max, 32768);
+    ck_assert_uint_eq(ctx->tuning.local, 4);
+    clnorm_context_release(ctx);
+    unsigned long compiled, loaded;
+    build_and_run(&compiled, &loaded);
+
+    /* Out of range, or not a tuning file: the defaults. */
+    FILE *f = fopen(path, "w");
+    fputs("clnorm-tune 1\nblock 3000\nchunk 16384\nlocal 8\n", f);
+    fclose(f);
+    CLNORM_OK(NULL, clnorm_context_create(getenv("CLNORM_TEST_DEVICE"), &ctx));
+    ck_assert_int_eq(ctx->tuning.from_file, 0);
+    ck_assert_uint_eq(ctx->tuning.block, defaults.block);
+    clnorm_context_release(ctx);
+    f = fopen(path, "w");
+    fputs("garbage", f);
+    fclose(f);
+    CLNORM_OK(NULL, clnorm_context_create(getenv("CLNORM_TEST_DEVICE"), &ctx));
+    ck_assert_int_eq(ctx->tuning.from_file, 0);
+    clnorm_context_release(ctx);
+}
+END_TEST
+
 int main(void)
 {
     harness_ctx();
@@ -194,6 +235,7 @@ int main(void)
     tcase_add_test(tc, truncated_cache_file_is_rebuilt);
     tcase_add_test(tc, unwritable_cache_folder_is_no_error);
     tcase_add_test(tc, kernel_dir_overrides_embedded_sources);
+    tcase_add_test(tc, tuning_is_saved_per_device_and_bad_files_ignored);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }

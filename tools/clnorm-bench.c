@@ -162,6 +162,10 @@ static void usage(FILE *out)
           "                 for problems slower than 0.1 s)\n"
           "  --json         one JSON object per problem and line instead of the table\n"
           "  --list         print the default suite and exit\n"
+          "  --tune         measure launch parameters (statistics block, apply chunk,\n"
+          "                 work-group size) on the PROBLEMs (default: four forward problems\n"
+          "                 of 16+ MiB) and save the fastest for this device beside the binary\n"
+          "                 cache, where every later plan on it finds them\n"
           "  --help         print this text and exit\n"
           "\n"
           "Columns: ms is the median wall time of one call, enqueue to clFinish; GB/s counts the\n"
@@ -907,6 +911,87 @@ static void progress_clear(const bench *B)
 
 /* ---- main ------------------------------------------------------------------------------ */
 
+/* Problems --tune times when given none: one of each reduction shape (columns, rows in cache,
+ * a channels-last slab, blocked statistics), at the sizes the targets are measured on. */
+static const char *const tune_suite[] = {
+    "batch:forward-training:nchw:32x64x3136",
+    "instance:forward-training:nhwc:32x64x3136",
+    "layer:forward-training:nchw:4096x1024x1",
+    "group:forward-training:nhwc:4x320x4096/32",
+};
+
+/* Sum of the median times of the problems with the context's current tuning; a failed or
+ * wrong result makes a candidate unusable. */
+static double tune_score(bench *B, const problem *problems, int count)
+{
+    double total = 0;
+    for (int i = 0; i < count; ++i) {
+        result r;
+        run_problem(B, &problems[i], &r);
+        if (r.status != ROW_OK)
+            return INFINITY;
+        total += r.ms;
+    }
+    return total;
+}
+
+/* Coordinate descent over each parameter's candidates, from the current values. */
+static int tune(bench *B, const problem *problems, int count)
+{
+    clnorm_tuning *t = &B->ctx->tuning;
+    int gpu = B->ctx->info.cls == CLNORM_CLASS_GPU;
+    static const size_t blocks[] = {1024, 2048, 4096, 8192, 16384};
+    static const size_t cpu_chunks[] = {4096, 8192, 16384, 32768, 65536};
+    static const size_t gpu_chunks[] = {8, 16, 32};
+    static const size_t cpu_locals[] = {1, 2, 4, 8, 16};
+    static const size_t gpu_locals[] = {32, 64, 128, 256};
+    struct {
+        const char *name;
+        size_t *value;
+        const size_t *candidates;
+        size_t count;
+    } params[] = {
+        {"block", &t->block, blocks, COUNT(blocks)},
+        {"chunk", &t->chunk_max, gpu ? gpu_chunks : cpu_chunks,
+         gpu ? COUNT(gpu_chunks) : COUNT(cpu_chunks)},
+        {"local", &t->local, gpu ? gpu_locals : cpu_locals,
+         gpu ? COUNT(gpu_locals) : COUNT(cpu_locals)},
+    };
+    double best = tune_score(B, problems, count);
+    printf("tuning on %s: start block %zu chunk %zu local %zu: %.3f ms\n", B->device, t->block,
+           t->chunk_max, t->local, best);
+    if (!isfinite(best)) {
+        fprintf(stderr, "clnorm-bench: the tuning problems fail with the current parameters\n");
+        return 1;
+    }
+    for (size_t p = 0; p < COUNT(params); ++p) {
+        size_t keep = *params[p].value;
+        for (size_t c = 0; c < params[p].count; ++c) {
+            size_t v = params[p].candidates[c];
+            if (v == keep || (params[p].value == &t->local && v > B->ctx->info.max_work_group))
+                continue;
+            *params[p].value = v;
+            double ms = tune_score(B, problems, count);
+            printf("  %-5s %6zu: %.3f ms\n", params[p].name, v, ms);
+            fflush(stdout);
+            if (ms < best) {
+                best = ms;
+                keep = v;
+            }
+        }
+        *params[p].value = keep;
+    }
+    char path[4300];
+    clnorm_status s = clnorm_tuning_store(B->ctx, path, sizeof path);
+    if (s) {
+        fprintf(stderr, "clnorm-bench: %s\n", clnorm_context_last_error(B->ctx));
+        return 1;
+    }
+    printf("best: block %zu chunk %zu local %zu: %.3f ms\nsaved to %s\n", t->block, t->chunk_max,
+           t->local, best, path);
+    return 0;
+}
+
 static const char *option_value(int argc, char **argv, int *i, const char *name)
 {
     size_t len = strlen(name);
@@ -927,7 +1012,7 @@ int main(int argc, char **argv)
     const char *device = NULL;
     clnorm_dtype dtype = CLNORM_F32;
     bench B = {0};
-    int list = 0, nargs = 0;
+    int list = 0, tuning = 0, nargs = 0;
     /* Room for the arguments or the default suite, whichever is longer. */
     const char **args = calloc((size_t)argc + COUNT(default_suite), sizeof *args);
     if (!args)
@@ -941,6 +1026,8 @@ int main(int argc, char **argv)
             B.json = 1;
         } else if (strcmp(argv[i], "--list") == 0) {
             list = 1;
+        } else if (strcmp(argv[i], "--tune") == 0) {
+            tuning = 1;
         } else if ((v = option_value(argc, argv, &i, "--device"))) {
             device = v;
         } else if ((v = option_value(argc, argv, &i, "--dtype"))) {
@@ -968,6 +1055,9 @@ int main(int argc, char **argv)
             puts(default_suite[i]);
         return 0;
     }
+    if (nargs == 0 && tuning)
+        for (size_t i = 0; i < COUNT(tune_suite); ++i)
+            args[nargs++] = tune_suite[i];
     if (nargs == 0)
         for (size_t i = 0; i < COUNT(default_suite); ++i)
             args[nargs++] = default_suite[i];
@@ -1012,6 +1102,16 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    if (tuning) {
+        if (B.repeat == 0)
+            B.repeat = 10;
+        int rc = tune(&B, problems, nargs);
+        clReleaseKernel(B.copy);
+        clnorm_context_release(B.ctx);
+        free(problems);
+        free(args);
+        return rc;
+    }
     if (!B.json)
         print_header(&B, width);
     fflush(stdout);
