@@ -229,16 +229,11 @@ static clnorm_status enqueue_dx(clnorm_plan *plan, clnorm_chain *chain, const cl
 clnorm_status clnorm_backward(clnorm_plan *plan, clnorm_mode mode, const clnorm_buffers *bufs,
                               cl_uint num_wait, const cl_event *wait, cl_event *done)
 {
-    if (!plan)
-        return clnorm_fail(NULL, CLNORM_ERROR_INVALID_ARGUMENT, "plan: NULL");
-    clnorm_error_clear(plan->ctx);
-    if (done)
-        *done = NULL;
-    if (num_wait && !wait)
-        return clnorm_fail(plan->ctx, CLNORM_ERROR_INVALID_ARGUMENT,
-                           "wait: NULL with num_wait = %u", num_wait);
+    clnorm_status s = clnorm_call_begin(plan, num_wait, wait, done);
+    if (s)
+        return s;
     stats_source src;
-    clnorm_status s = check_backward(plan, mode, bufs, &src);
+    s = check_backward(plan, mode, bufs, &src);
     if (s)
         return s;
 

@@ -166,6 +166,10 @@ const char *clnorm_kind_name(clnorm_kind kind); /* "BATCH", ... */
 /* Validates the descriptor; the message names the field. */
 clnorm_status clnorm_desc_check(const clnorm_context *ctx, const clnorm_desc *desc);
 
+/* The start of every forward/backward call: plan present, last error cleared, *done NULL, a
+ * wait list that matches its count. */
+clnorm_status clnorm_call_begin(clnorm_plan *plan, cl_uint num_wait, const cl_event *wait,
+                                cl_event *done);
 /* Bytes of gamma, beta, dgamma or dbeta: C floats, or C*D for LAYER and RMS. */
 size_t clnorm_param_bytes(const clnorm_desc *desc);
 /* What forward and backward check alike: the mode, bufs, running statistics (allowed for the

@@ -337,6 +337,20 @@ void clnorm_plan_release(clnorm_plan *plan)
 
 size_t clnorm_plan_stats_count(const clnorm_plan *plan) { return plan ? plan->stats_count : 0; }
 
+clnorm_status clnorm_call_begin(clnorm_plan *plan, cl_uint num_wait, const cl_event *wait,
+                                cl_event *done)
+{
+    if (!plan)
+        return clnorm_fail(NULL, CLNORM_ERROR_INVALID_ARGUMENT, "plan: NULL");
+    clnorm_error_clear(plan->ctx);
+    if (done)
+        *done = NULL;
+    if (num_wait && !wait)
+        return clnorm_fail(plan->ctx, CLNORM_ERROR_INVALID_ARGUMENT,
+                           "wait: NULL with num_wait = %u", num_wait);
+    return CLNORM_SUCCESS;
+}
+
 size_t clnorm_param_bytes(const clnorm_desc *d)
 {
     int per_sample = d->kind == CLNORM_LAYER || d->kind == CLNORM_RMS;
