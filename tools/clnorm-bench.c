@@ -470,9 +470,18 @@ static int compare_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Median milliseconds of *repeats calls after WARMUP untimed ones; *repeats 0 means choose
- * from the warm-up's speed, so that a slow problem does not hold the suite up for minutes. */
-static clnorm_status op_time(const bench *B, const op *o, int *repeats, double *ms, result *r)
+static double median(double *t, int n)
+{
+    qsort(t, (size_t)n, sizeof *t, compare_double);
+    return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+}
+
+/* Median milliseconds of *repeats calls of o after WARMUP untimed ones, each followed by one
+ * call of the yardstick y, timed alike: the two alternate, so that a machine whose speed drifts
+ * (other work, clocks, caches) slows both the same. *repeats 0 means choose from the warm-up's
+ * speed, so that a slow problem does not hold the suite up for minutes. */
+static clnorm_status op_time(const bench *B, const op *o, const op *y, int *repeats, double *ms,
+                             double *y_ms, result *r)
 {
     double last = 0;
     clnorm_status s;
@@ -481,6 +490,8 @@ static clnorm_status op_time(const bench *B, const op *o, int *repeats, double *
         if ((s = op_run(B, o, r)))
             return s;
         last = now_s() - t0;
+        if ((s = op_run(B, y, r)))
+            return s;
     }
     int n = *repeats;
     if (n == 0) {
@@ -490,31 +501,37 @@ static clnorm_status op_time(const bench *B, const op *o, int *repeats, double *
         if (n < MIN_AUTO_REPEAT)
             n = MIN_AUTO_REPEAT;
     }
-    double *t = malloc((size_t)n * sizeof *t);
+    double *t = malloc(2 * (size_t)n * sizeof *t), *ty = t + n;
     if (!t) {
         set_message(r, "out of host memory");
         return CLNORM_ERROR_OUT_OF_MEMORY;
     }
     for (int i = 0; i < n; ++i) {
         double t0 = now_s();
-        if ((s = op_run(B, o, r))) {
-            free(t);
-            return s;
-        }
-        t[i] = (now_s() - t0) * 1e3;
+        if ((s = op_run(B, o, r)))
+            break;
+        double t1 = now_s();
+        if ((s = op_run(B, y, r)))
+            break;
+        t[i] = (t1 - t0) * 1e3;
+        ty[i] = (now_s() - t1) * 1e3;
     }
-    qsort(t, (size_t)n, sizeof *t, compare_double);
-    *ms = n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
-    *repeats = n;
+    if (!s) {
+        *ms = median(t, n);
+        *y_ms = median(ty, n);
+        *repeats = n;
+    }
     free(t);
-    return CLNORM_SUCCESS;
+    return s;
 }
 
 /*
- * The speed of light: the copy kernel reading and writing bytes/2 each, one work-item per chunk,
- * with the chunk and local size a float32 plan of that many elements gets for its apply pass.
+ * o timed against the speed of light: the copy kernel reading and writing bytes/2 each, one
+ * work-item per chunk, with the chunk and local size a float32 plan of that many elements gets
+ * for its apply pass.
  */
-static clnorm_status copy_time(bench *B, double bytes, int repeats, double *ms, result *r)
+static clnorm_status time_against_copy(bench *B, const op *o, double bytes, int *repeats,
+                                       double *ms, double *copy_ms, result *r)
 {
     size_t floats = ((size_t)bytes / 2 + sizeof(float) - 1) / sizeof(float);
     clnorm_desc yard = {CLNORM_BATCH, CLNORM_NCHW, CLNORM_F32, 1, 1, floats, 0, EPS, MOMENTUM};
@@ -529,7 +546,7 @@ static clnorm_status copy_time(bench *B, double bytes, int repeats, double *ms, 
     size_t local = plan->apply_local; /* the copy runs in apply's exact launch shape */
     clnorm_plan_release(plan);
     size_t items = (floats + chunk - 1) / chunk;
-    op o = {OP_COPY, NULL, CLNORM_TRAINING, NULL, (items + local - 1) / local * local, local};
+    op copy = {OP_COPY, NULL, CLNORM_TRAINING, NULL, (items + local - 1) / local * local, local};
 
     cl_mem src = make_buffer(B, NULL, floats * sizeof(float), "copy source", r);
     cl_mem dst = src ? make_buffer(B, NULL, floats * sizeof(float), "copy destination", r) : NULL;
@@ -546,7 +563,7 @@ static clnorm_status copy_time(bench *B, double bytes, int repeats, double *ms, 
         set_message(r, "clSetKernelArg (copy): %s", clnorm_cl_error_name(err));
         s = CLNORM_ERROR_OPENCL;
     } else {
-        s = op_time(B, &o, &repeats, ms, r);
+        s = op_time(B, o, &copy, repeats, ms, copy_ms, r);
     }
     clReleaseMemObject(src);
     clReleaseMemObject(dst);
@@ -792,8 +809,7 @@ static void run_problem(bench *B, const problem *p, result *r)
     xd = dyd = got = want = scale = NULL;
 
     r->repeats = B->repeat;
-    if (op_time(B, &o, &r->repeats, &r->ms, r) ||
-        copy_time(B, r->bytes, r->repeats, &r->copy_ms, r))
+    if (time_against_copy(B, &o, r->bytes, &r->repeats, &r->ms, &r->copy_ms, r))
         goto done;
     r->status = r->err_tol <= 1.0 ? ROW_OK : ROW_FAIL;
 done:
