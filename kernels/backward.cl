@@ -332,3 +332,97 @@ __kernel void bwd_apply(__global const store_t *x, __global const store_t *dy,
         ++row;
     }
 }
+
+/*
+ * LAYER/RMS on CPUs, rows that fit in cache: one work-item takes rows_per_item whole rows. For
+ * each row it sums g = dy*gamma and g*xh in blocks of `block` elements (merged in order, as
+ * the partial kernels do), adds dy and dy*xh into its own slice of parameter partials
+ * ppart[item] = [dbeta L | dgamma L], then writes dx from the row still in cache: x and dy
+ * cross memory once. bwd_rows_param_finalize sums the items' slices in order.
+ */
+__kernel void bwd_rows(__global const store_t *x, __global const store_t *dy,
+                       __global store_t *dx, __global const float *mean, ulong moff,
+                       __global const float *invstd, ulong ioff, __global const float *gamma,
+                       __global float *ppart, ulong N, ulong L, ulong rows_per_item,
+                       ulong block, int want_dx, int want_params)
+{
+    ulong item = get_global_id(0);
+    ulong n0 = item * rows_per_item;
+    if (n0 >= N)
+        return;
+    ulong n1 = min(N, n0 + rows_per_item);
+    __global float *pdb = ppart + 2 * item * L, *pdg = pdb + L;
+    float count = (float)L;
+    for (ulong n = n0; n < n1; ++n) {
+        float m = stat_mean(mean + moff, n), a = invstd[ioff + n];
+        __global const store_t *xr = x + n * L, *dyr = dy + n * L;
+        int first = n == n0;
+        float sg = 0.0f, sgx = 0.0f;
+        for (ulong b0 = 0; b0 < L; b0 += block) {
+            ulong b1 = min(L, b0 + block), c = b0;
+            float8 g8 = (float8)(0.0f), gx8 = (float8)(0.0f);
+            float g1 = 0.0f, gx1 = 0.0f;
+            for (; c + 8 <= b1; c += 8) {
+                float8 d = LOAD8(dyr, c), xh = (LOAD8(xr, c) - m) * a;
+                if (want_params) {
+                    float8 pb = first ? d : vload8(0, pdb + c) + d;
+                    float8 pg = first ? d * xh : vload8(0, pdg + c) + d * xh;
+                    vstore8(pb, 0, pdb + c);
+                    vstore8(pg, 0, pdg + c);
+                }
+                if (gamma)
+                    d *= vload8(0, gamma + c);
+                g8 += d;
+                gx8 += d * xh;
+            }
+            for (; c < b1; ++c) {
+                float d = LOAD1(dyr, c), xh = (LOAD1(xr, c) - m) * a;
+                if (want_params) {
+                    pdb[c] = first ? d : pdb[c] + d;
+                    pdg[c] = first ? d * xh : pdg[c] + d * xh;
+                }
+                if (gamma)
+                    d *= gamma[c];
+                g1 += d;
+                gx1 += d * xh;
+            }
+            sg += hsum8(g8) + g1;
+            sgx += hsum8(gx8) + gx1;
+        }
+        if (!want_dx)
+            continue;
+        float kx = -a * a * (sgx / count);
+#if CLNORM_KIND == KIND_RMS
+        float k0 = 0.0f;
+#else
+        float k0 = -a * (sg / count);
+#endif
+        __global store_t *dxr = dx + n * L;
+        ulong c = 0;
+        for (; c + 8 <= L; c += 8) {
+            float8 k = gamma ? a * vload8(0, gamma + c) : (float8)(a);
+            STORE8(k * LOAD8(dyr, c) + kx * (LOAD8(xr, c) - m) + k0, dxr, c);
+        }
+        for (; c < L; ++c) {
+            float k = gamma ? a * gamma[c] : a;
+            STORE1(k * LOAD1(dyr, c) + kx * (LOAD1(xr, c) - m) + k0, dxr, c);
+        }
+    }
+}
+
+__kernel void bwd_rows_param_finalize(__global const float *ppart, ulong nitems, ulong L,
+                                      __global float *dgamma, __global float *dbeta)
+{
+    ulong c = get_global_id(0);
+    if (c >= L)
+        return;
+    float sb = 0.0f, sg = 0.0f;
+    for (ulong i = 0; i < nitems; ++i) {
+        sb += ppart[2 * i * L + c];
+        sg += ppart[2 * i * L + L + c];
+    }
+    if (dbeta)
+        dbeta[c] = sb;
+    if (dgamma)
+        dgamma[c] = sg;
+}

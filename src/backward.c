@@ -10,6 +10,10 @@
 #include <stdlib.h>
 
 #define PARAM_BLOCK_ROWS 512 /* samples one work-item sums for LAYER/RMS dgamma/dbeta */
+/* The fused LAYER/RMS backward on CPUs: rows up to this long stay in a core's cache between
+ * the sums and dx (the forward row kernel's limit), and it needs work-items for every core. */
+#define FUSED_MAX_ROW 65536
+#define ITEMS_PER_CORE 8
 
 static int per_sample(const clnorm_desc *d)
 {
@@ -46,8 +50,19 @@ clnorm_status clnorm_plan_backward_setup(clnorm_plan *plan, cl_program program)
         (s = clnorm_plan_scratch(plan, plan->coef_size * 4 * sizeof(float),
                                  "backward coefficients", &plan->coef)))
         return s;
+    size_t L = d->c * d->d, cores = plan->ctx->info.compute_units ? plan->ctx->info.compute_units : 1;
+    if (per_sample(d) && !gpu && L <= FUSED_MAX_ROW && d->n >= 4 * cores) {
+        size_t want = cores * ITEMS_PER_CORE;
+        plan->bwd_rows_per_item = (d->n + want - 1) / want;
+        plan->bwd_row_items = (d->n + plan->bwd_rows_per_item - 1) / plan->bwd_rows_per_item;
+        if ((s = clnorm_plan_kernel(plan, program, "bwd_rows", &plan->bwd_rows)) ||
+            (s = clnorm_plan_kernel(plan, program, "bwd_rows_param_finalize",
+                                    &plan->bwd_rows_param_finalize)) ||
+            (s = clnorm_plan_scratch(plan, plan->bwd_row_items * 2 * L * sizeof(float),
+                                     "row parameter partials", &plan->bwd_row_partials)))
+            return s;
+    }
     if (per_sample(d)) {
-        size_t L = d->c * d->d;
         clnorm_view pv = {1, d->n, L, 1, 1};
         plan->param_blocking = clnorm_plan_blocking(plan, &pv, cols);
         plan->param_blocking.nqb = (d->n + PARAM_BLOCK_ROWS - 1) / PARAM_BLOCK_ROWS;
@@ -65,11 +80,13 @@ void clnorm_plan_backward_release(clnorm_plan *plan)
     cl_kernel kernels[] = {plan->bwd_partial_rows,   plan->bwd_partial_cols,
                            plan->bwd_finalize,       plan->bwd_param_partial,
                            plan->bwd_param_finalize, plan->bwd_running_stats,
-                           plan->bwd_apply};
+                           plan->bwd_apply,          plan->bwd_rows,
+                           plan->bwd_rows_param_finalize};
     for (size_t i = 0; i < sizeof kernels / sizeof kernels[0]; ++i)
         if (kernels[i])
             clReleaseKernel(kernels[i]);
-    cl_mem mems[] = {plan->bwd_partials, plan->coef, plan->param_partials};
+    cl_mem mems[] = {plan->bwd_partials, plan->coef, plan->param_partials,
+                     plan->bwd_row_partials};
     for (size_t i = 0; i < sizeof mems / sizeof mems[0]; ++i)
         if (mems[i])
             clReleaseMemObject(mems[i]);
@@ -196,6 +213,34 @@ static clnorm_status enqueue_param_sums(clnorm_plan *plan, clnorm_chain *chain,
                              plan->local_size);
 }
 
+static clnorm_status enqueue_rows(clnorm_plan *plan, clnorm_chain *chain,
+                                  const clnorm_buffers *b, const stats_source *src)
+{
+    const clnorm_context *ctx = plan->ctx;
+    cl_ulong N = plan->desc.n, L = plan->desc.c * plan->desc.d;
+    cl_ulong rows = plan->bwd_rows_per_item, items = plan->bwd_row_items;
+    cl_ulong block = ctx->tuning.block;
+    cl_int want_dx = b->dx != NULL, want_params = b->dgamma || b->dbeta;
+    clnorm_status s;
+    clnorm_karg args[] = {KARG(b->x),        KARG(b->dy),     KARG(b->dx),
+                          KARG(src->mean),   KARG(src->moff), KARG(src->invstd),
+                          KARG(src->ioff),   KARG(b->gamma),  KARG(plan->bwd_row_partials),
+                          KARG(N),           KARG(L),         KARG(rows),
+                          KARG(block),       KARG(want_dx),   KARG(want_params)};
+    if ((s = clnorm_set_args(ctx, plan->bwd_rows, "bwd_rows", args, 15)) ||
+        (s = clnorm_chain_step(chain, plan->bwd_rows, "bwd_rows", items, 1)))
+        return s;
+    if (!want_params)
+        return CLNORM_SUCCESS;
+    clnorm_karg fin[] = {KARG(plan->bwd_row_partials), KARG(items), KARG(L), KARG(b->dgamma),
+                         KARG(b->dbeta)};
+    if ((s = clnorm_set_args(ctx, plan->bwd_rows_param_finalize, "bwd_rows_param_finalize", fin,
+                             5)))
+        return s;
+    return clnorm_chain_step(chain, plan->bwd_rows_param_finalize, "bwd_rows_param_finalize", L,
+                             plan->local_size);
+}
+
 static clnorm_status enqueue_running_stats(clnorm_plan *plan, clnorm_chain *chain,
                                            const clnorm_buffers *b)
 {
@@ -226,6 +271,27 @@ static clnorm_status enqueue_dx(clnorm_plan *plan, clnorm_chain *chain, const cl
     return clnorm_chain_step(chain, plan->bwd_apply, "bwd_apply", work, plan->apply_local);
 }
 
+/* The statistics (from running ones, or recomputed when save_* is absent), then the passes. */
+static clnorm_status enqueue_backward(clnorm_plan *plan, clnorm_chain *chain,
+                                      const clnorm_buffers *b, const stats_source *src)
+{
+    clnorm_status s = CLNORM_SUCCESS;
+    if (src->use_running)
+        s = enqueue_running_stats(plan, chain, b);
+    else if (src->mean == plan->stats)
+        s = clnorm_forward_statistics(plan, chain, b->x);
+    if (s)
+        return s;
+    if (plan->bwd_rows_per_item)
+        return enqueue_rows(plan, chain, b, src);
+    int rows = per_sample(&plan->desc);
+    if ((b->dx || !rows) && (s = enqueue_sums(plan, chain, b, src)))
+        return s;
+    if (rows && (b->dgamma || b->dbeta) && (s = enqueue_param_sums(plan, chain, b, src)))
+        return s;
+    return b->dx ? enqueue_dx(plan, chain, b) : CLNORM_SUCCESS;
+}
+
 clnorm_status clnorm_backward(clnorm_plan *plan, clnorm_mode mode, const clnorm_buffers *bufs,
                               cl_uint num_wait, const cl_event *wait, cl_event *done)
 {
@@ -240,20 +306,8 @@ clnorm_status clnorm_backward(clnorm_plan *plan, clnorm_mode mode, const clnorm_
     clnorm_chain chain;
     pthread_mutex_lock(&plan->lock);
     clnorm_chain_begin(&chain, plan, num_wait, wait);
-    int wanted = bufs->dx || bufs->dgamma || bufs->dbeta;
-    if (plan->elements > 0 && wanted) {
-        if (src.use_running)
-            s = enqueue_running_stats(plan, &chain, bufs);
-        else if (src.mean == plan->stats)
-            s = clnorm_forward_statistics(plan, &chain, bufs->x);
-        int need_sums = bufs->dx || !per_sample(&plan->desc);
-        if (!s && need_sums)
-            s = enqueue_sums(plan, &chain, bufs, &src);
-        if (!s && per_sample(&plan->desc) && (bufs->dgamma || bufs->dbeta))
-            s = enqueue_param_sums(plan, &chain, bufs, &src);
-        if (!s && bufs->dx)
-            s = enqueue_dx(plan, &chain, bufs);
-    }
+    if (plan->elements > 0 && (bufs->dx || bufs->dgamma || bufs->dbeta))
+        s = enqueue_backward(plan, &chain, bufs, &src);
     s = clnorm_chain_end(&chain, s, done);
     pthread_mutex_unlock(&plan->lock);
     return s;

@@ -147,6 +147,11 @@ struct clnorm_plan {
     cl_kernel bwd_partial_rows, bwd_partial_cols, bwd_finalize, bwd_param_partial,
         bwd_param_finalize, bwd_running_stats, bwd_apply;
     cl_mem bwd_partials, coef, param_partials;
+    /* LAYER/RMS rows that fit in cache on CPUs: one pass per row (bwd_rows), its parameter
+     * partials per work-item summed by bwd_rows_param_finalize. rows_per_item 0: not used. */
+    size_t bwd_rows_per_item, bwd_row_items;
+    cl_kernel bwd_rows, bwd_rows_param_finalize;
+    cl_mem bwd_row_partials;
     pthread_mutex_t lock;          /* kernel arguments, scratch and last event */
     cl_event last;                 /* last command of the previous call (out-of-order queues) */
 };

@@ -230,6 +230,38 @@ START_TEST(only_parameter_gradients)
 }
 END_TEST
 
+START_TEST(every_backward_path_matches_reference)
+{
+    /* LAYER/RMS rows on CPUs take one fused pass per row when a row fits in cache and there
+     * are rows for every core: shapes on both sides of those limits (65536 elements, 8 rows). */
+    static const size_t big[][3] = {{33, 10, 100}, {9, 1, 65536}, {9, 1, 65537}, {7, 4, 5},
+                                    {64, 3, 7}};
+    static const size_t small[][3] = {{9, 5, 7}, {7, 4, 5}};
+    const size_t(*shapes)[3] = harness_small() ? small : big;
+    int nshapes = harness_small() ? 2 : 5;
+    for (int sh = 0; sh < nshapes; ++sh)
+        for (int kind = CLNORM_LAYER; kind <= CLNORM_RMS; kind += CLNORM_RMS - CLNORM_LAYER)
+            for (int layout = 0; layout < 2; ++layout)
+                for (int dtype = 0; dtype < 3; dtype += 2)
+                    for (int variant = 0; variant < 3; ++variant) {
+                        bcase bc = {0};
+                        bc.desc = (clnorm_desc){(clnorm_kind)kind, (clnorm_layout)layout,
+                                                (clnorm_dtype)dtype, shapes[sh][0], shapes[sh][1],
+                                                shapes[sh][2], 0, 1e-5f, 0.1f};
+                        bc.mode = variant == 2 ? CLNORM_INFERENCE : CLNORM_TRAINING;
+                        bc.gamma = variant != 1;
+                        bc.save = variant == 0;
+                        bc.want_dx = variant != 2 || sh % 2;
+                        bc.want_dgamma = variant != 1;
+                        bc.want_dbeta = variant != 0;
+                        bc.in_place = variant == 1;
+                        bc.offset = 3.0;
+                        bc.seed = 300 + (uint64_t)(sh * 100 + kind * 10 + variant);
+                        check_case(&bc);
+                    }
+}
+END_TEST
+
 START_TEST(long_reductions_with_offset)
 {
     /* A million elements per statistics group, mean 1e4: sums stay accurate. */
@@ -403,6 +435,7 @@ int main(void)
     tcase_add_test(tc, reference_matches_finite_differences);
     tcase_add_loop_test(tc, matrix_matches_reference, 0, ncases);
     tcase_add_test(tc, only_parameter_gradients);
+    tcase_add_test(tc, every_backward_path_matches_reference);
     if (!harness_small())
         tcase_add_test(tc, long_reductions_with_offset);
     tcase_add_test(tc, same_input_gives_same_bits);
