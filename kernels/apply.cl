@@ -28,19 +28,13 @@ __kernel void apply(__global const store_t *x, __global store_t *y, __global con
                     __global const float *beta, ulong total, ulong rowlen, ulong rows_per_sample,
                     ulong tstride, ulong chunk)
 {
-    ulong i = get_global_id(0) * chunk;
-    if (i >= total)
+    row_walk w;
+    if (!walk_begin(&w, chunk, total, rowlen, rows_per_sample))
         return;
-    ulong end = min(total, i + chunk);
-    ulong pos, rs;
-    ulong row = divide(i, rowlen, &pos);
-    /* Sample n and row rs within it, counted along rather than divided per row: channels-last
-     * rows are short, and a 64-bit division per row cost as much as the row's arithmetic. */
-    ulong n = divide(row, rows_per_sample, &rs);
-    while (i < end) {
-        ulong stop = min(end, i + (rowlen - pos));
+    do {
+        ulong i = w.i, pos = w.pos, stop = w.stop, n = w.n;
 #if CLNORM_APPLY == 0
-        ulong t = n * tstride + rs;
+        ulong t = n * tstride + w.rs;
         float m = table[t], s = table[T + t], b = table[2 * T + t];
         APPLY_LOOP(m, s, b, m, s, b)
 #elif CLNORM_APPLY == 1 && CLNORM_NARROW
@@ -89,12 +83,7 @@ __kernel void apply(__global const store_t *x, __global store_t *y, __global con
             APPLY_LOOP(m, a, 0.0f, m, a, 0.0f)
         }
 #endif
-        pos = 0;
-        if (++rs == rows_per_sample) {
-            rs = 0;
-            ++n;
-        }
-    }
+    } while (walk_next(&w, rowlen, rows_per_sample));
 }
 
 /*
@@ -210,8 +199,8 @@ inline void merge8(__global float *pm, __global float *pm2, __global float *psh,
  * sample fits in a core's cache: one work-item per sample p, whose [Q][R] slab is contiguous.
  * Statistics by blocks of qb rows (a block a few KiB, so both sweeps of each column tile hit
  * L1), every column's (mean, M2) merged block after block in order by Chan's formula, kept in
- * the sample's table entries (relative to its first block's mean, as stats_finalize merges); then each group's `members` columns merged in order; then the
- * table is rewritten with (mean, invstd*gamma, beta) and y computed over the slab, re-read from
+ * the sample's table entries (relative to its first block's mean, as stats_finalize merges);
+ * then each group's `members` columns merged in order; then the table is rewritten with (mean, invstd*gamma, beta) and y computed over the slab, re-read from
  * cache. Writes stats, save_*, the table, and every column's (mean, M2) as its single partial
  * (for stats_finalize when running statistics need the whole batch).
  */

@@ -290,7 +290,7 @@ __kernel void bwd_running_stats(__global const float *running_mean,
     stats[ngroups + k] = rsqrt(running_var[c] + eps);
 }
 
-/* dx = k_dy*dy + k_x*(x - mean) + k_0, walking chunks and rows as apply does. */
+/* dx = k_dy*dy + k_x*(x - mean) + k_0, walking chunks and rows as apply does (row_walk). */
 #define BWD_LOOP(M8, KDY8, KX8, K08, M1, KDY1, KX1, K01)                                          \
     for (; i + 8 <= stop; i += 8, pos += 8)                                                         \
         STORE8((KDY8) * LOAD8(dy, i) + (KX8) * (LOAD8(x, i) - (M8)) + (K08), dx, i);                \
@@ -302,17 +302,13 @@ __kernel void bwd_apply(__global const store_t *x, __global const store_t *dy,
                         __global const float *gamma, ulong total, ulong rowlen,
                         ulong rows_per_sample, ulong tstride, ulong chunk)
 {
-    ulong i = get_global_id(0) * chunk;
-    if (i >= total)
+    row_walk w;
+    if (!walk_begin(&w, chunk, total, rowlen, rows_per_sample))
         return;
-    ulong end = min(total, i + chunk);
-    ulong row = i / rowlen;
-    ulong pos = i - row * rowlen;
-    while (i < end) {
-        ulong stop = min(end, i + (rowlen - pos));
-        ulong n = row / rows_per_sample;
+    do {
+        ulong i = w.i, pos = w.pos, stop = w.stop, n = w.n;
 #if CLNORM_APPLY == 0
-        ulong t = n * tstride + (row - n * rows_per_sample);
+        ulong t = n * tstride + w.rs;
         float m = coef[t], kdy = coef[T + t], kx = coef[2 * T + t], k0 = coef[3 * T + t];
         BWD_LOOP(m, kdy, kx, k0, m, kdy, kx, k0)
 #elif CLNORM_APPLY == 1
@@ -328,9 +324,7 @@ __kernel void bwd_apply(__global const store_t *x, __global const store_t *dy,
             BWD_LOOP(m, a, kx, k0, m, a, kx, k0)
         }
 #endif
-        pos = 0;
-        ++row;
-    }
+    } while (walk_next(&w, rowlen, rows_per_sample));
 }
 
 /*

@@ -50,7 +50,9 @@ clnorm_status clnorm_plan_backward_setup(clnorm_plan *plan, cl_program program)
         (s = clnorm_plan_scratch(plan, plan->coef_size * 4 * sizeof(float),
                                  "backward coefficients", &plan->coef)))
         return s;
-    size_t L = d->c * d->d, cores = plan->ctx->info.compute_units ? plan->ctx->info.compute_units : 1;
+    size_t L = d->c * d->d, cores = plan->ctx->info.compute_units;
+    if (cores == 0)
+        cores = 1;
     if (per_sample(d) && !gpu && L <= FUSED_MAX_ROW && d->n >= 4 * cores) {
         size_t want = cores * ITEMS_PER_CORE;
         plan->bwd_rows_per_item = (d->n + want - 1) / want;

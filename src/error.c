@@ -2,9 +2,9 @@
  * Status strings and the last error, kept per context and per thread.
  *
  * Each thread has a few slots, one per context it used recently (NULL stands for calls made
- * before a context exists). A slot is matched by the context's address and serial number,
- * so a context at a freed and reused address never inherits an old message. Messages are heap strings freed
- * by a thread-exit destructor.
+ * before a context exists). A slot is matched by the context's address and serial number, so a
+ * context at a freed and reused address never inherits an old message. Messages are heap
+ * strings, freed by a thread-exit destructor.
  */
 #include "internal.h"
 

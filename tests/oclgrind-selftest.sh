@@ -1,13 +1,13 @@
 #!/bin/sh
-# Proves the Oclgrind scan can fail: runs a device test with an apply kernel that touches one
+# Proves the Oclgrind scan can fail: runs a device test with apply passes that touch one
 # element past the tensor, and succeeds only if run-oclgrind.sh reports it.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cp "$here"/../kernels/* "$work"/
-sed -i 's/ulong end = min(total, i + chunk);/ulong end = min(total + 1, i + chunk);/' "$work/apply.cl"
-grep -q 'min(total + 1' "$work/apply.cl" || { echo "could not plant the bug" >&2; exit 1; }
+sed -i 's/w->end = min(total, w->i + chunk);/w->end = min(total + 1, w->i + chunk);/' "$work/common.clh"
+grep -q 'min(total + 1' "$work/common.clh" || { echo "could not plant the bug" >&2; exit 1; }
 CLNORM_KERNEL_DIR="$work" "$here/run-oclgrind.sh" "$1" >"$work/log" 2>&1
 status=$?
 [ $status -eq 77 ] && exit 77
