@@ -23,6 +23,20 @@
     for (; i < stop; ++i, ++pos)                                                                    \
         STORE1((LOAD1(x, i) - (M1)) * (S1) + (B1), y, i);
 
+/* A per-sample row (LAYER, RMS): scale a * gamma and shift beta per element of the row, either
+ * possibly absent; straight-line loops for each case rather than a test per element. */
+#define APPLY_PER_ELEMENT(M, A)                                                                   \
+    if (gamma && beta) {                                                                          \
+        APPLY_LOOP(M, (A) * vload8(0, gamma + pos), vload8(0, beta + pos), M, (A) * gamma[pos],   \
+                   beta[pos])                                                                     \
+    } else if (gamma) {                                                                           \
+        APPLY_LOOP(M, (A) * vload8(0, gamma + pos), 0.0f, M, (A) * gamma[pos], 0.0f)              \
+    } else if (beta) {                                                                            \
+        APPLY_LOOP(M, A, vload8(0, beta + pos), M, A, beta[pos])                                  \
+    } else {                                                                                      \
+        APPLY_LOOP(M, A, 0.0f, M, A, 0.0f)                                                        \
+    }
+
 __kernel void apply(__global const store_t *x, __global store_t *y, __global const float *table,
                     ulong T, __global const float *stats, ulong nstats, __global const float *gamma,
                     __global const float *beta, ulong total, ulong rowlen, ulong rows_per_sample,
@@ -72,16 +86,7 @@ __kernel void apply(__global const store_t *x, __global store_t *y, __global con
                    ts[pos], tb[pos])
 #else
         float m = stats[n], a = stats[nstats + n];
-        if (gamma && beta) {
-            APPLY_LOOP(m, a * vload8(0, gamma + pos), vload8(0, beta + pos), m, a * gamma[pos],
-                       beta[pos])
-        } else if (gamma) {
-            APPLY_LOOP(m, a * vload8(0, gamma + pos), 0.0f, m, a * gamma[pos], 0.0f)
-        } else if (beta) {
-            APPLY_LOOP(m, a, vload8(0, beta + pos), m, a, beta[pos])
-        } else {
-            APPLY_LOOP(m, a, 0.0f, m, a, 0.0f)
-        }
+        APPLY_PER_ELEMENT(m, a)
 #endif
     } while (walk_next(&w, rowlen, rows_per_sample));
 }
@@ -139,17 +144,7 @@ __kernel void norm_rows(__global const store_t *x, __global store_t *y, __global
     ulong i = row0, pos = 0;
 #if CLNORM_KIND == KIND_LAYER || CLNORM_KIND == KIND_RMS
     ulong stop = row0 + S;
-    float a = invstd;
-    if (gamma && beta) {
-        APPLY_LOOP(m, a * vload8(0, gamma + pos), vload8(0, beta + pos), m, a * gamma[pos],
-                   beta[pos])
-    } else if (gamma) {
-        APPLY_LOOP(m, a * vload8(0, gamma + pos), 0.0f, m, a * gamma[pos], 0.0f)
-    } else if (beta) {
-        APPLY_LOOP(m, a, vload8(0, beta + pos), m, a, beta[pos])
-    } else {
-        APPLY_LOOP(m, a, 0.0f, m, a, 0.0f)
-    }
+    APPLY_PER_ELEMENT(m, invstd)
 #else
     ulong gin;
     divide(g, gps, &gin);
