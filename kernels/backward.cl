@@ -88,15 +88,9 @@ __kernel void bwd_partial_cols(__global const store_t *x, __global const store_t
                                __global const float *invstd, ulong ioff, ulong P, ulong Q,
                                ulong R, ulong qb, ulong nqb, ulong members)
 {
-    ulong g = get_global_id(0);
-    ulong nrt = (R + CLNORM_RT - 1) / CLNORM_RT;
-    if (g >= P * nqb * nrt)
+    ulong p, r0, qbi, q0, q1;
+    if (!col_tile(P, Q, R, qb, nqb, CLNORM_RT, &p, &r0, &qbi, &q0, &q1))
         return;
-    ulong rt, qbi;
-    ulong t = divide(g, nrt, &rt);
-    ulong p = divide(t, nqb, &qbi);
-    ulong r0 = rt * CLNORM_RT;
-    ulong q0 = qbi * qb, q1 = min(Q, q0 + qb);
     ulong out = (p * R + r0) * nqb + qbi;
 #if CLNORM_RT == 8
     if (r0 + 8 <= R) {

@@ -316,15 +316,9 @@ COLS_STATS_FN(cols64_stats, 8)
 __kernel void stats_partial_cols(__global const store_t *x, __global float *part, ulong P,
                                  ulong Q, ulong R, ulong qb, ulong nqb)
 {
-    ulong g = get_global_id(0);
-    ulong nrt = (R + CLNORM_CT - 1) / CLNORM_CT;
-    if (g >= P * nqb * nrt)
+    ulong p, r0, qbi, q0, q1;
+    if (!col_tile(P, Q, R, qb, nqb, CLNORM_CT, &p, &r0, &qbi, &q0, &q1))
         return;
-    ulong rt, qbi;
-    ulong t = divide(g, nrt, &rt);
-    ulong p = divide(t, nqb, &qbi);
-    ulong r0 = rt * CLNORM_CT;
-    ulong q0 = qbi * qb, q1 = min(Q, q0 + qb);
     ulong i0 = (p * Q + q0) * R + r0;
     ulong out = (p * R + r0) * nqb + qbi;
 #if CLNORM_NARROW
