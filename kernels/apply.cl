@@ -54,30 +54,21 @@ __kernel void apply(__global const store_t *x, __global store_t *y, __global con
 #elif CLNORM_APPLY == 1 && CLNORM_NARROW
         /* Fewer than eight channels: a row is a whole sample (rowlen C*D, one row per sample),
          * whose per-channel constants repeat every NARROW_L = lcm(C, 8) elements; spread over
-         * vector lanes once per row, from the row's phase. */
+         * vector lanes once per row, from the channel of the row's first element. */
         __global const float *tm = table + n * tstride;
-        float pm[2 * NARROW_L], ps[2 * NARROW_L], pb[2 * NARROW_L];
-        #pragma unroll
-        for (int j = 0; j < 2 * NARROW_L; ++j) {
-            pm[j] = tm[j % CLNORM_NARROW];
-            ps[j] = tm[T + j % CLNORM_NARROW];
-            pb[j] = tm[2 * T + j % CLNORM_NARROW];
-        }
-        ulong ph;
-        divide(pos, NARROW_L, &ph);
+        ulong c0;
+        divide(pos, CLNORM_NARROW, &c0);
+        float cm[CLNORM_NARROW], cs[CLNORM_NARROW], cb[CLNORM_NARROW];
         float8 vm[NARROW_M], vs[NARROW_M], vb[NARROW_M];
-        #pragma unroll
-        for (int k = 0; k < NARROW_M; ++k) {
-            vm[k] = vload8(0, pm + ph + 8 * k);
-            vs[k] = vload8(0, ps + ph + 8 * k);
-            vb[k] = vload8(0, pb + ph + 8 * k);
-        }
+        narrow_consts(tm, (int)c0, cm, vm);
+        narrow_consts(tm + T, (int)c0, cs, vs);
+        narrow_consts(tm + 2 * T, (int)c0, cb, vb);
         for (; i + NARROW_L <= stop; i += NARROW_L)
             #pragma unroll
             for (int k = 0; k < NARROW_M; ++k)
                 STORE8((LOAD8(x, i + 8 * k) - vm[k]) * vs[k] + vb[k], y, i + 8 * k);
-        for (ulong j = ph; i < stop; ++i, ++j)
-            STORE1((LOAD1(x, i) - pm[j]) * ps[j] + pb[j], y, i);
+        for (int c = (int)c0; i < stop; ++i, c = c + 1 == CLNORM_NARROW ? 0 : c + 1)
+            STORE1((LOAD1(x, i) - cm[c]) * cs[c] + cb[c], y, i);
 #elif CLNORM_APPLY == 1
         __global const float *tm = table + n * tstride;
         __global const float *ts = tm + T;

@@ -81,65 +81,222 @@ __kernel void bwd_partial_rows(__global const store_t *x, __global const store_t
     part[2 * out + 1] = hsum8(sx8) + sx1;
 }
 
-/* S == 1: slices are columns of a [Q][R] matrix; CLNORM_RT neighbouring columns per work-item,
- * one per vector lane, as in stats_partial_cols. */
+/* The statistic s[off + (k + j) / members] of eight neighbouring columns k + j. */
+inline float8 col_stat8(__global const float *s, ulong off, ulong k, ulong members)
+{
+    if (members == 1)
+        return vload8(0, s + off + k);
+    return (float8)(s[off + (k + 0) / members], s[off + (k + 1) / members],
+                    s[off + (k + 2) / members], s[off + (k + 3) / members],
+                    s[off + (k + 4) / members], s[off + (k + 5) / members],
+                    s[off + (k + 6) / members], s[off + (k + 7) / members]);
+}
+
+/* Column sums of NT tiles of eight neighbouring columns from x + i0, rows [0, rows) of stride
+ * R: sg = sum dy, sd = sum dy*(x - m) per column (invstd enters once, at the end). NT
+ * independent chains, and runs of NT*32 contiguous bytes of each row, as the forward's wide
+ * tiles read them. */
+#define COLS_BWD_FN(NAME, NT)                                                                     \
+    inline void NAME(__global const store_t *x, __global const store_t *dy, ulong i0,             \
+                     ulong stride, ulong rows, const float8 *m, float8 *sg, float8 *sd)           \
+    {                                                                                             \
+        float8 g[NT], d[NT];                                                                      \
+        _Pragma("unroll") for (int t = 0; t < NT; ++t) g[t] = d[t] = (float8)(0.0f);              \
+        for (ulong i = i0, end = i0 + rows * stride; i < end; i += stride)                        \
+            _Pragma("unroll") for (int t = 0; t < NT; ++t)                                        \
+            {                                                                                     \
+                float8 v = LOAD8(dy, i + 8 * t);                                                  \
+                g[t] += v;                                                                        \
+                d[t] += v * (LOAD8(x, i + 8 * t) - m[t]);                                         \
+            }                                                                                     \
+        _Pragma("unroll") for (int t = 0; t < NT; ++t)                                            \
+        {                                                                                         \
+            sg[t] = g[t];                                                                         \
+            sd[t] = d[t];                                                                         \
+        }                                                                                         \
+    }
+COLS_BWD_FN(cols8_bwd, 1)
+COLS_BWD_FN(cols32_bwd, 4)
+COLS_BWD_FN(cols64_bwd, 8)
+
+#if CLNORM_NARROW
+/* Fewer than eight columns: a block of rows is one contiguous run, read in whole vectors whose
+ * lanes cycle through the columns (as narrow_stats reads it); m, a: the columns' statistics. */
+inline void narrow_bwd(__global const store_t *x, __global const store_t *dy,
+                       __global float *part, ulong i0, ulong rows, ulong out, ulong nqb,
+                       const float *m, const float *a)
+{
+    const int R = CLNORM_NARROW;
+    ulong tail0 = i0 + rows / NARROW_RP * NARROW_L, end = i0 + rows * R;
+    float8 mv[NARROW_M], g[NARROW_M], d[NARROW_M];
+    narrow_spread(m, 0, mv);
+    #pragma unroll
+    for (int k = 0; k < NARROW_M; ++k)
+        g[k] = d[k] = (float8)(0.0f);
+    for (ulong i = i0; i < tail0; i += NARROW_L)
+        #pragma unroll
+        for (int k = 0; k < NARROW_M; ++k) {
+            float8 v = LOAD8(dy, i + 8 * k);
+            g[k] += v;
+            d[k] += v * (LOAD8(x, i + 8 * k) - mv[k]);
+        }
+    float sg[CLNORM_NARROW], sd[CLNORM_NARROW];
+    #pragma unroll
+    for (int c = 0; c < R; ++c)
+        sg[c] = sd[c] = 0.0f;
+    narrow_fold(g, sg);
+    narrow_fold(d, sd);
+    for (ulong i = tail0; i < end; i += R)
+        #pragma unroll
+        for (int c = 0; c < R; ++c) {
+            float v = LOAD1(dy, i + c);
+            sg[c] += v;
+            sd[c] += v * (LOAD1(x, i + c) - m[c]);
+        }
+    #pragma unroll
+    for (int c = 0; c < R; ++c) {
+        part[2 * (out + c * nqb)] = sg[c];
+        part[2 * (out + c * nqb) + 1] = sd[c] * a[c];
+    }
+}
+#endif
+
+/* S == 1: slices are columns of a [Q][R] matrix, CLNORM_CT neighbouring columns per work-item
+ * (the forward column kernel's tiles), a last narrower tile one column at a time. */
 __kernel void bwd_partial_cols(__global const store_t *x, __global const store_t *dy,
                                __global float *part, __global const float *mean, ulong moff,
                                __global const float *invstd, ulong ioff, ulong P, ulong Q,
                                ulong R, ulong qb, ulong nqb, ulong members)
 {
     ulong p, r0, qbi, q0, q1;
-    if (!col_tile(P, Q, R, qb, nqb, CLNORM_RT, &p, &r0, &qbi, &q0, &q1))
+    if (!col_tile(P, Q, R, qb, nqb, CLNORM_CT, &p, &r0, &qbi, &q0, &q1))
         return;
-    ulong out = (p * R + r0) * nqb + qbi;
-#if CLNORM_RT == 8
-    if (r0 + 8 <= R) {
-        ulong k = p * R + r0;
-        float8 m, a;
-        if (members == 1) {
-            m = vload8(0, mean + moff + k);
-            a = vload8(0, invstd + ioff + k);
-        } else {
-            m = (float8)(mean[moff + (k + 0) / members], mean[moff + (k + 1) / members],
-                         mean[moff + (k + 2) / members], mean[moff + (k + 3) / members],
-                         mean[moff + (k + 4) / members], mean[moff + (k + 5) / members],
-                         mean[moff + (k + 6) / members], mean[moff + (k + 7) / members]);
-            a = (float8)(invstd[ioff + (k + 0) / members], invstd[ioff + (k + 1) / members],
-                         invstd[ioff + (k + 2) / members], invstd[ioff + (k + 3) / members],
-                         invstd[ioff + (k + 4) / members], invstd[ioff + (k + 5) / members],
-                         invstd[ioff + (k + 6) / members], invstd[ioff + (k + 7) / members]);
+    ulong out = (p * R + r0) * nqb + qbi, i0 = (p * Q + q0) * R + r0, k = p * R + r0;
+#if CLNORM_NARROW
+    if (R == CLNORM_NARROW) {
+        float m[CLNORM_NARROW], a[CLNORM_NARROW];
+        #pragma unroll
+        for (int c = 0; c < CLNORM_NARROW; ++c) {
+            m[c] = mean[moff + (k + c) / members];
+            a[c] = invstd[ioff + (k + c) / members];
         }
-        float8 sg = (float8)(0.0f), sx = (float8)(0.0f);
-        for (ulong q = q0; q < q1; ++q) {
-            ulong i = (p * Q + q) * R + r0;
-            float8 d = LOAD8(dy, i);
-            sg += d;
-            sx += d * ((LOAD8(x, i) - m) * a);
-        }
-        part[2 * (out + 0 * nqb)] = sg.s0, part[2 * (out + 0 * nqb) + 1] = sx.s0;
-        part[2 * (out + 1 * nqb)] = sg.s1, part[2 * (out + 1 * nqb) + 1] = sx.s1;
-        part[2 * (out + 2 * nqb)] = sg.s2, part[2 * (out + 2 * nqb) + 1] = sx.s2;
-        part[2 * (out + 3 * nqb)] = sg.s3, part[2 * (out + 3 * nqb) + 1] = sx.s3;
-        part[2 * (out + 4 * nqb)] = sg.s4, part[2 * (out + 4 * nqb) + 1] = sx.s4;
-        part[2 * (out + 5 * nqb)] = sg.s5, part[2 * (out + 5 * nqb) + 1] = sx.s5;
-        part[2 * (out + 6 * nqb)] = sg.s6, part[2 * (out + 6 * nqb) + 1] = sx.s6;
-        part[2 * (out + 7 * nqb)] = sg.s7, part[2 * (out + 7 * nqb) + 1] = sx.s7;
+        narrow_bwd(x, dy, part, i0, q1 - q0, out, nqb, m, a);
         return;
     }
 #endif
-    for (ulong j = 0; r0 + j < R && j < CLNORM_RT; ++j) {
-        ulong k = (p * R + r0 + j) / members;
-        float m = mean[moff + k], a = invstd[ioff + k];
-        float sg = 0.0f, sx = 0.0f;
+#if CLNORM_CT % 8 == 0
+    if (r0 + CLNORM_CT <= R) {
+        const int NT = CLNORM_CT / 8;
+        float8 m[CLNORM_CT / 8], sg[CLNORM_CT / 8], sd[CLNORM_CT / 8];
+        #pragma unroll
+        for (int t = 0; t < NT; ++t)
+            m[t] = col_stat8(mean, moff, k + 8 * t, members);
+#if CLNORM_CT == 64
+        cols64_bwd(x, dy, i0, R, q1 - q0, m, sg, sd);
+#elif CLNORM_CT == 32
+        cols32_bwd(x, dy, i0, R, q1 - q0, m, sg, sd);
+#else
+        cols8_bwd(x, dy, i0, R, q1 - q0, m, sg, sd);
+#endif
+        float lg[CLNORM_CT], ld[CLNORM_CT];
+        #pragma unroll
+        for (int t = 0; t < NT; ++t) {
+            vstore8(sg[t], t, lg);
+            vstore8(sd[t] * col_stat8(invstd, ioff, k + 8 * t, members), t, ld);
+        }
+        for (int j = 0; j < CLNORM_CT; ++j) {
+            part[2 * (out + j * nqb)] = lg[j];
+            part[2 * (out + j * nqb) + 1] = ld[j];
+        }
+        return;
+    }
+#endif
+    for (ulong j = 0; r0 + j < R && j < CLNORM_CT; ++j) {
+        float m = mean[moff + (k + j) / members], a = invstd[ioff + (k + j) / members];
+        float sg = 0.0f, sd = 0.0f;
         for (ulong q = q0; q < q1; ++q) {
             ulong i = (p * Q + q) * R + r0 + j;
             float d = LOAD1(dy, i);
             sg += d;
-            sx += d * ((LOAD1(x, i) - m) * a);
+            sd += d * (LOAD1(x, i) - m);
         }
         part[2 * (out + j * nqb)] = sg;
-        part[2 * (out + j * nqb) + 1] = sx;
+        part[2 * (out + j * nqb) + 1] = sd * a;
     }
+}
+
+/* Adds v into the eight floats at p (first: stores it). */
+inline void add8(__global float *p, float8 v, int first)
+{
+    vstore8(first ? v : vload8(0, p) + v, 0, p);
+}
+
+/* One block of bwd_slab: column sums of NT tiles (8*NT columns) at a time from column c,
+ * added into the slab's running sums sg[], sd[]; means per column from cm[]. */
+#define SLAB_BWD_TILES(FN, NT)                                                                    \
+    for (; c + 8 * NT <= R; c += 8 * NT) {                                                        \
+        float8 m[NT], g[NT], d[NT];                                                               \
+        _Pragma("unroll") for (int t = 0; t < NT; ++t) m[t] = vload8(0, cm + c + 8 * t);          \
+        FN(x, dy, i0 + c, R, rows, m, g, d);                                                      \
+        _Pragma("unroll") for (int t = 0; t < NT; ++t)                                            \
+        {                                                                                         \
+            add8(sg + c + 8 * t, g[t], first);                                                    \
+            add8(sd + c + 8 * t, d[t], first);                                                    \
+        }                                                                                         \
+    }
+
+/*
+ * Channels-last INSTANCE and GROUP on CPUs whose sample fits in a core's cache (the problems
+ * of norm_slab): one work-item per sample p and its [Q][R] slab of x and dy, so that x and dy
+ * cross memory once. Column sums (sum dy, sum dy*(x - mean)) by blocks of qb rows in the wide
+ * tiles, added block after block in order; then per group the coefficients of dx, formed as
+ * bwd_finalize forms them; then dx over the slab, re-read from cache. The sample's coefficient
+ * entries hold the running sums until then. Each column's sums are left in part as its slice's
+ * single partial, for bwd_finalize's dgamma and dbeta.
+ */
+__kernel void bwd_slab(__global const store_t *x, __global const store_t *dy,
+                       __global store_t *dx, __global float *part, __global const float *mean,
+                       ulong moff, __global const float *invstd, ulong ioff,
+                       __global const float *gamma, __global float *coef, ulong T, ulong P,
+                       ulong Q, ulong R, ulong qb, ulong members)
+{
+    ulong p = get_global_id(0);
+    if (p >= P)
+        return;
+    ulong base = p * Q * R, k = p * R;
+    __global float *cm = coef + k, *cdy = cm + T, *sg = cm + 2 * T, *sd = cm + 3 * T;
+    for (ulong c = 0; c < R; c += 8)
+        vstore8(col_stat8(mean, moff, k + c, members), 0, cm + c);
+    for (ulong q0 = 0; q0 < Q; q0 += qb) {
+        ulong rows = min(qb, Q - q0), i0 = base + q0 * R, c = 0;
+        int first = q0 == 0;
+        SLAB_BWD_TILES(cols64_bwd, 8)
+        SLAB_BWD_TILES(cols32_bwd, 4)
+        SLAB_BWD_TILES(cols8_bwd, 1)
+    }
+    float count = (float)(Q * members);
+    for (ulong c0 = 0; c0 < R; c0 += members) {
+        ulong s = (k + c0) / members;
+        float a = invstd[ioff + s], tg = 0.0f, tgx = 0.0f;
+        for (ulong c = c0; c < c0 + members; ++c) {
+            float g = sg[c], gx = sd[c] * a, w = gamma ? gamma[c] : 1.0f;
+            part[2 * (k + c)] = g;
+            part[2 * (k + c) + 1] = gx;
+            tg += w * g;
+            tgx += w * gx;
+        }
+        for (ulong c = c0; c < c0 + members; ++c) {
+            cdy[c] = (gamma ? gamma[c] : 1.0f) * a;
+            sg[c] = -a * a * (tgx / count);
+            sd[c] = -a * (tg / count);
+        }
+    }
+    for (ulong i = base, end = base + Q * R; i < end; i += R)
+        for (ulong c = 0; c < R; c += 8)
+            STORE8(vload8(0, cdy + c) * LOAD8(dy, i + c) +
+                       vload8(0, sg + c) * (LOAD8(x, i + c) - vload8(0, cm + c)) +
+                       vload8(0, sd + c),
+                   dx, i + c);
 }
 
 /* The merged (sum g, sum g*xh) of one slice: its blocks in order. */
@@ -305,6 +462,25 @@ __kernel void bwd_apply(__global const store_t *x, __global const store_t *dy,
         ulong t = n * tstride + w.rs;
         float m = coef[t], kdy = coef[T + t], kx = coef[2 * T + t], k0 = coef[3 * T + t];
         BWD_LOOP(m, kdy, kx, k0, m, kdy, kx, k0)
+#elif CLNORM_APPLY == 1 && CLNORM_NARROW
+        /* Fewer than eight channels: a row is a whole sample, as in apply. */
+        __global const float *tm = coef + n * tstride;
+        ulong c0;
+        divide(pos, CLNORM_NARROW, &c0);
+        float cm[CLNORM_NARROW], cdy[CLNORM_NARROW], cx[CLNORM_NARROW], c1[CLNORM_NARROW];
+        float8 vm[NARROW_M], vdy[NARROW_M], vx[NARROW_M], v1[NARROW_M];
+        narrow_consts(tm, (int)c0, cm, vm);
+        narrow_consts(tm + T, (int)c0, cdy, vdy);
+        narrow_consts(tm + 2 * T, (int)c0, cx, vx);
+        narrow_consts(tm + 3 * T, (int)c0, c1, v1);
+        for (; i + NARROW_L <= stop; i += NARROW_L)
+            #pragma unroll
+            for (int k = 0; k < NARROW_M; ++k) {
+                ulong e = i + 8 * k;
+                STORE8(vdy[k] * LOAD8(dy, e) + vx[k] * (LOAD8(x, e) - vm[k]) + v1[k], dx, e);
+            }
+        for (int c = (int)c0; i < stop; ++i, c = c + 1 == CLNORM_NARROW ? 0 : c + 1)
+            STORE1(cdy[c] * LOAD1(dy, i) + cx[c] * (LOAD1(x, i) - cm[c]) + c1[c], dx, i);
 #elif CLNORM_APPLY == 1
         __global const float *tm = coef + n * tstride;
         BWD_LOOP(vload8(0, tm + pos), vload8(0, tm + T + pos), vload8(0, tm + 2 * T + pos),

@@ -197,16 +197,27 @@ inline void narrow_fold(const float8 *v, float *out)
         out[j % CLNORM_NARROW] += lanes[j];
 }
 
-/* The per-column values c[] spread over the lanes of a period. */
-inline void narrow_spread(const float *c, float8 *v)
+/* The per-column values c[] spread over the lanes of a period whose first lane belongs to
+ * column c0. */
+inline void narrow_spread(const float *c, int c0, float8 *v)
 {
     float lanes[NARROW_L];
     #pragma unroll
     for (int j = 0; j < NARROW_L; ++j)
-        lanes[j] = c[j % CLNORM_NARROW];
+        lanes[j] = c[(c0 + j) % CLNORM_NARROW];
     #pragma unroll
     for (int k = 0; k < NARROW_M; ++k)
         v[k] = vload8(k, lanes);
+}
+
+/* Per-column constants t[0..R) of a row: into c[], and spread over a period's lanes from
+ * column c0 into v[] (the apply passes, whose rows may start at any column). */
+inline void narrow_consts(__global const float *t, int c0, float *c, float8 *v)
+{
+    #pragma unroll
+    for (int k = 0; k < CLNORM_NARROW; ++k)
+        c[k] = t[k];
+    narrow_spread(c, c0, v);
 }
 
 inline void narrow_stats(__global const store_t *x, __global float *part, ulong i0, ulong rows,
@@ -226,7 +237,7 @@ inline void narrow_stats(__global const store_t *x, __global float *part, ulong 
         dsq[c] = 0.0f;
     }
     float8 sv[NARROW_M], acc[NARROW_M];
-    narrow_spread(shift, sv);
+    narrow_spread(shift, 0, sv);
     #pragma unroll
     for (int k = 0; k < NARROW_M; ++k)
         acc[k] = (float8)(0.0f);
@@ -244,7 +255,7 @@ inline void narrow_stats(__global const store_t *x, __global float *part, ulong 
         mean0[c] = shift[c] + sum[c] / count;
 
     float8 mv[NARROW_M], d[NARROW_M], dd[NARROW_M];
-    narrow_spread(mean0, mv);
+    narrow_spread(mean0, 0, mv);
     #pragma unroll
     for (int k = 0; k < NARROW_M; ++k) {
         d[k] = (float8)(0.0f);

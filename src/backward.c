@@ -28,13 +28,13 @@ clnorm_status clnorm_plan_backward_setup(clnorm_plan *plan, cl_program program)
     clnorm_view v = plan->view;
     if (d->kind == CLNORM_GROUP && !(d->layout == CLNORM_NHWC && d->d > 1))
         v = (clnorm_view){d->n * d->c, 1, 1, d->d, d->c / d->groups}; /* a slice per (n, c) */
+    /* Column slices are forward's columns: the same tiles (CLNORM_CT, or the narrow path's
+     * whole runs of C < 8 columns) read whole rows of x and dy. */
+    if (!gpu && v.S == 1 && v.R > 1)
+        cols = plan->narrow ? (size_t)plan->narrow : plan->col_tile;
     plan->bwd_view = v;
     plan->bwd_blocking = clnorm_plan_blocking(plan, &v, cols);
     plan->coef_size = per_sample(d) ? d->n : plan->table_size;
-    /* bwd_apply walks rows as CLNORM_APPLY defines them (forward's apply may regroup them). */
-    int mode = plan->apply_mode;
-    plan->bwd_rowlen = mode == 2 ? d->c * d->d : mode == 1 ? d->c : d->d;
-    plan->bwd_rows_per_sample = mode == 2 ? 1 : mode == 1 ? d->d : d->c;
     clnorm_status s;
     if ((s = clnorm_plan_kernel(plan, program, "bwd_partial_rows", &plan->bwd_partial_rows)) ||
         (s = clnorm_plan_kernel(plan, program, "bwd_partial_cols", &plan->bwd_partial_cols)) ||
@@ -64,6 +64,9 @@ clnorm_status clnorm_plan_backward_setup(clnorm_plan *plan, cl_program program)
                                      "row parameter partials", &plan->bwd_row_partials)))
             return s;
     }
+    if (plan->fused_slab &&
+        (s = clnorm_plan_kernel(plan, program, "bwd_slab", &plan->bwd_slab)))
+        return s;
     if (per_sample(d)) {
         clnorm_view pv = {1, d->n, L, 1, 1};
         plan->param_blocking = clnorm_plan_blocking(plan, &pv, cols);
@@ -83,7 +86,7 @@ void clnorm_plan_backward_release(clnorm_plan *plan)
                            plan->bwd_finalize,       plan->bwd_param_partial,
                            plan->bwd_param_finalize, plan->bwd_running_stats,
                            plan->bwd_apply,          plan->bwd_rows,
-                           plan->bwd_rows_param_finalize};
+                           plan->bwd_rows_param_finalize, plan->bwd_slab};
     for (size_t i = 0; i < sizeof kernels / sizeof kernels[0]; ++i)
         if (kernels[i])
             clReleaseKernel(kernels[i]);
@@ -141,6 +144,10 @@ static clnorm_status check_backward(const clnorm_plan *plan, clnorm_mode mode,
     return CLNORM_SUCCESS;
 }
 
+static clnorm_status enqueue_finalize(clnorm_plan *plan, clnorm_chain *chain,
+                                      const clnorm_buffers *b, const stats_source *src,
+                                      cl_ulong nblk);
+
 static clnorm_status enqueue_sums(clnorm_plan *plan, clnorm_chain *chain,
                                   const clnorm_buffers *b, const stats_source *src)
 {
@@ -173,8 +180,37 @@ static clnorm_status enqueue_sums(clnorm_plan *plan, clnorm_chain *chain,
             return s;
     }
 
+    return enqueue_finalize(plan, chain, b, src, bl->nblk);
+}
+
+/* Channels-last INSTANCE and GROUP samples in cache: sums and dx in one pass per sample, then
+ * dgamma and dbeta from its single partial per slice. */
+static clnorm_status enqueue_slab(clnorm_plan *plan, clnorm_chain *chain,
+                                  const clnorm_buffers *b, const stats_source *src)
+{
+    const clnorm_view *v = &plan->bwd_view;
+    cl_ulong T = plan->coef_size, P = v->P, Q = v->Q, R = v->R, members = v->members;
+    cl_ulong qb = plan->fused_block;
+    clnorm_karg args[] = {KARG(b->x),      KARG(b->dy),         KARG(b->dx),
+                          KARG(plan->bwd_partials), KARG(src->mean), KARG(src->moff),
+                          KARG(src->invstd), KARG(src->ioff),   KARG(b->gamma),
+                          KARG(plan->coef), KARG(T),            KARG(P),
+                          KARG(Q),         KARG(R),             KARG(qb),
+                          KARG(members)};
+    clnorm_status s;
+    if ((s = clnorm_set_args(plan->ctx, plan->bwd_slab, "bwd_slab", args, 16)) ||
+        (s = clnorm_chain_step(chain, plan->bwd_slab, "bwd_slab", P, plan->fused_local)))
+        return s;
+    return b->dgamma || b->dbeta ? enqueue_finalize(plan, chain, b, src, 1) : CLNORM_SUCCESS;
+}
+
+/* dgamma, dbeta and the coefficients of dx from the slices' nblk partials each. */
+static clnorm_status enqueue_finalize(clnorm_plan *plan, clnorm_chain *chain,
+                                      const clnorm_buffers *b, const stats_source *src,
+                                      cl_ulong nblk)
+{
     const clnorm_desc *d = &plan->desc;
-    cl_ulong nblk = bl->nblk, T = plan->coef_size, C = d->c;
+    cl_ulong T = plan->coef_size, C = d->c;
     cl_ulong cpg = d->kind == CLNORM_GROUP ? d->c / d->groups : 1;
     cl_ulong nitems = per_sample(d) ? d->n : d->c / cpg;
     cl_ulong nsamples = d->kind == CLNORM_BATCH ? 1 : d->n;
@@ -187,7 +223,8 @@ static clnorm_status enqueue_sums(clnorm_plan *plan, clnorm_chain *chain,
                           KARG(b->dgamma),          KARG(b->dbeta),  KARG(nitems),
                           KARG(nsamples),           KARG(cpg),       KARG(C),
                           KARG(tstride),            KARG(count),     KARG(constant_stats)};
-    if ((s = clnorm_set_args(ctx, plan->bwd_finalize, "bwd_finalize", args, 18)))
+    clnorm_status s = clnorm_set_args(plan->ctx, plan->bwd_finalize, "bwd_finalize", args, 18);
+    if (s)
         return s;
     return clnorm_chain_step(chain, plan->bwd_finalize, "bwd_finalize", nitems, plan->local_size);
 }
@@ -261,8 +298,9 @@ static clnorm_status enqueue_dx(clnorm_plan *plan, clnorm_chain *chain, const cl
 {
     const clnorm_desc *d = &plan->desc;
     cl_ulong T = plan->coef_size, tstride = d->kind == CLNORM_BATCH ? 0 : d->c;
-    cl_ulong total = plan->elements, rowlen = plan->bwd_rowlen;
-    cl_ulong rows = plan->bwd_rows_per_sample, chunk = plan->apply_chunk;
+    /* Rows as apply walks them (a narrow channels-last row is a whole sample). */
+    cl_ulong total = plan->elements, rowlen = plan->apply_rowlen;
+    cl_ulong rows = plan->apply_rows_per_sample, chunk = plan->apply_chunk;
     clnorm_karg args[] = {KARG(b->x),   KARG(b->dy),     KARG(b->dx),   KARG(plan->coef),
                           KARG(T),      KARG(b->gamma),  KARG(total),   KARG(rowlen),
                           KARG(rows),   KARG(tstride),   KARG(chunk)};
@@ -286,6 +324,8 @@ static clnorm_status enqueue_backward(clnorm_plan *plan, clnorm_chain *chain,
         return s;
     if (plan->bwd_rows_per_item)
         return enqueue_rows(plan, chain, b, src);
+    if (plan->bwd_slab && b->dx && !src->use_running)
+        return enqueue_slab(plan, chain, b, src);
     int rows = per_sample(&plan->desc);
     if ((b->dx || !rows) && (s = enqueue_sums(plan, chain, b, src)))
         return s;

@@ -143,7 +143,10 @@ struct clnorm_plan {
     clnorm_blocking bwd_blocking, param_blocking;
     size_t coef_size; /* entries of each of the 4 coefficient arrays */
     int apply_mode;   /* CLNORM_APPLY: 0 channels-first rows, 1 channels-last, 2 per sample */
-    size_t bwd_rowlen, bwd_rows_per_sample; /* rows of bwd_apply (CLNORM_APPLY's meaning) */
+    /* The program's column shapes: CLNORM_NARROW (channels-last C < 8 on CPUs, else 0) and
+     * CLNORM_CT (columns per work-item of the column kernels, forward and backward). */
+    int narrow;
+    size_t col_tile;
     cl_kernel bwd_partial_rows, bwd_partial_cols, bwd_finalize, bwd_param_partial,
         bwd_param_finalize, bwd_running_stats, bwd_apply;
     cl_mem bwd_partials, coef, param_partials;
@@ -151,6 +154,9 @@ struct clnorm_plan {
      * partials per work-item summed by bwd_rows_param_finalize. rows_per_item 0: not used. */
     size_t bwd_rows_per_item, bwd_row_items;
     cl_kernel bwd_rows, bwd_rows_param_finalize;
+    /* Channels-last INSTANCE and GROUP samples in cache (CPU, where forward takes norm_slab):
+     * sums and dx in one pass per sample; NULL otherwise. */
+    cl_kernel bwd_slab;
     cl_mem bwd_row_partials;
     pthread_mutex_t lock;          /* kernel arguments, scratch and last event */
     cl_event last;                 /* last command of the previous call (out-of-order queues) */

@@ -277,6 +277,8 @@ clnorm_status clnorm_plan_create(clnorm_context *ctx, const clnorm_desc *desc, c
     const clnorm_view *v = &plan->view;
     int wide = !gpu && v->S == 1 && v->R > 1 && v->R <= 128;
     size_t ct = wide && v->R % 64 == 0 ? 64 : wide && v->R % 32 == 0 ? 32 : cols;
+    plan->narrow = narrow;
+    plan->col_tile = ct;
     plan->blocking = make_blocking(v, narrow ? (size_t)narrow : ct, ctx->tuning.block);
     choose_fused(plan, narrow);
 

@@ -262,6 +262,39 @@ START_TEST(every_backward_path_matches_reference)
 }
 END_TEST
 
+START_TEST(every_column_shape_matches_reference)
+{
+    /* Channels-last slices are read in the forward's column tiles: 64 or 32 columns, 8, and
+     * for 2..7 channels whole runs whose vector lanes cycle through the channels; rows that
+     * leave a partial period of lanes at a block's end. With samples for every core, INSTANCE
+     * and GROUP take one pass per sample (bwd_slab) on CPUs. */
+    static const size_t big[][3] = {{3, 64, 37}, {2, 96, 21}, {2, 40, 33}, {5, 3, 301},
+                                    {3, 7, 97},  {2, 5, 1001}, {4, 6, 19}, {2, 2, 77},
+                                    {9, 16, 45}, {8, 96, 13}, {10, 24, 7}, {8, 64, 700}};
+    static const size_t small[][3] = {{2, 64, 3}, {2, 3, 11}, {2, 6, 5}, {5, 16, 3}};
+    const size_t(*shapes)[3] = harness_small() ? small : big;
+    int nshapes = harness_small() ? 4 : 12;
+    static const int kinds[] = {CLNORM_BATCH, CLNORM_INSTANCE, CLNORM_GROUP};
+    for (int sh = 0; sh < nshapes; ++sh)
+        for (int k = 0; k < 3; ++k)
+            for (int variant = 0; variant < 3; ++variant) {
+                size_t c = shapes[sh][1];
+                bcase bc = {0};
+                bc.desc = (clnorm_desc){(clnorm_kind)kinds[k], CLNORM_NHWC,
+                                        variant == 2 ? CLNORM_BF16 : CLNORM_F32, shapes[sh][0],
+                                        c, shapes[sh][2], c % 2 ? 1 : c / 2, 1e-5f, 0.1f};
+                bc.mode = CLNORM_TRAINING;
+                bc.gamma = variant != 1;
+                bc.save = variant == 0;
+                bc.want_dx = bc.want_dgamma = bc.want_dbeta = 1;
+                bc.in_place = variant == 1;
+                bc.offset = 3.0;
+                bc.seed = 500 + (uint64_t)(sh * 100 + k * 10 + variant);
+                check_case(&bc);
+            }
+}
+END_TEST
+
 START_TEST(long_reductions_with_offset)
 {
     /* A million elements per statistics group, mean 1e4: sums stay accurate. */
@@ -436,6 +469,7 @@ int main(void)
     tcase_add_loop_test(tc, matrix_matches_reference, 0, ncases);
     tcase_add_test(tc, only_parameter_gradients);
     tcase_add_test(tc, every_backward_path_matches_reference);
+    tcase_add_test(tc, every_column_shape_matches_reference);
     if (!harness_small())
         tcase_add_test(tc, long_reductions_with_offset);
     tcase_add_test(tc, same_input_gives_same_bits);
