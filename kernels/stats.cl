@@ -98,41 +98,31 @@ __kernel void stats_partial_rows(__global const store_t *x, __global float *part
                                  ulong nqb)
 {
     ulong g = get_global_id(0);
-    ulong nblk = nqb * sblocks;
-    if (g >= P * R * nblk)
+    if (g >= P * R * nqb * sblocks)
         return;
-    ulong sbi, r, qbi;
-    ulong t = divide(g, sblocks, &sbi);
-    t = divide(t, R, &r);
-    ulong p = divide(t, nqb, &qbi);
-    ulong q0 = qbi * qb, q1 = min(Q, q0 + qb);
-    ulong s0 = sbi * sb, s1 = min(S, s0 + sb);
-    ulong out = (p * R + r) * nblk + qbi * sblocks + sbi;
-    if (q1 - q0 == 1) { /* one contiguous run */
+    row_block b = row_block_at(g, Q, R, S, qb, sb, sblocks, nqb);
+    ulong ns = b.s1 - b.s0, stride = R * S;
+    if (b.q1 - b.q0 == 1) { /* one contiguous run */
         float mean, m2;
-        run_stats(x, ((p * Q + q0) * R + r) * S + s0, s1 - s0, &mean, &m2);
-        store_partial(part, out, mean, m2);
+        run_stats(x, b.first, ns, &mean, &m2);
+        store_partial(part, b.out, mean, m2);
         return;
     }
-    float count = (float)((q1 - q0) * (s1 - s0));
+    float count = (float)((b.q1 - b.q0) * ns);
 
-    float shift = LOAD1(x, ((p * Q + q0) * R + r) * S + s0);
+    float shift = LOAD1(x, b.first);
     float8 a0 = (float8)(0.0f), a1 = a0, a2 = a0, a3 = a0;
     float acc1 = 0.0f;
-    for (ulong q = q0; q < q1; ++q) {
-        ulong i = ((p * Q + q) * R + r) * S + s0;
-        run_sum(x, i, i + (s1 - s0), shift, &a0, &a1, &a2, &a3, &acc1);
-    }
+    for (ulong q = b.q0, i = b.first; q < b.q1; ++q, i += stride)
+        run_sum(x, i, i + ns, shift, &a0, &a1, &a2, &a3, &acc1);
     float mean0 = shift + (hsum8((a0 + a1) + (a2 + a3)) + acc1) / count;
 
     float8 d0 = (float8)(0.0f), d1 = d0, e0 = d0, e1 = d0;
     float dt = 0.0f, et = 0.0f;
-    for (ulong q = q0; q < q1; ++q) {
-        ulong i = ((p * Q + q) * R + r) * S + s0;
-        run_dev(x, i, i + (s1 - s0), mean0, &d0, &d1, &e0, &e1, &dt, &et);
-    }
+    for (ulong q = b.q0, i = b.first; q < b.q1; ++q, i += stride)
+        run_dev(x, i, i + ns, mean0, &d0, &d1, &e0, &e1, &dt, &et);
     float sd = hsum8(d0 + d1) + dt;
-    store_partial(part, out, mean0 + sd / count, hsum8(e0 + e1) + et - sd * (sd / count));
+    store_partial(part, b.out, mean0 + sd / count, hsum8(e0 + e1) + et - sd * (sd / count));
 }
 
 /* Column shape, for S == 1 (channels-last BATCH, INSTANCE and GROUP): groups are columns of a
