@@ -10,6 +10,7 @@
  *   bwd_partial_rows / bwd_partial_cols  per block of a slice: (sum dy*gw, sum dy*gw*xh), where
  *       a slice is one group's part that shares a channel (or a whole LAYER/RMS row, then gw is
  *       gamma per element; otherwise gw = 1 and gamma enters at the merge)
+ *       (row slices on GPUs: bwd_partial_rows_wg, a work-group per block)
  *   bwd_finalize   merges slices into group sums, writes dgamma/dbeta per channel and the
  *       coefficients of dx = k_dy*dy + k_x*(x - mean) + k_0
  *   bwd_param_partial / bwd_param_finalize   LAYER/RMS dgamma, dbeta: column sums over samples
@@ -32,6 +33,60 @@ inline float stat_mean(__global const float *mean, ulong i)
     return mean[i];
 #endif
 }
+
+#ifdef CLNORM_WG
+/* Row slices on GPUs: bwd_partial_rows' blocks and sums, one work-group of CLNORM_WG
+ * work-items per block reading it coalesced (wg_walk), the group's sums taken by a fixed tree
+ * in local memory, as stats_partial_rows_wg does. */
+__kernel __attribute__((reqd_work_group_size(CLNORM_WG, 1, 1))) void
+bwd_partial_rows_wg(__global const store_t *x, __global const store_t *dy, __global float *part,
+                    __global const float *mean, ulong moff, __global const float *invstd,
+                    ulong ioff, __global const float *gamma, ulong P, ulong Q, ulong R, ulong S,
+                    ulong qb, ulong sb, ulong sblocks, ulong nqb, ulong members)
+{
+    __local float lg[CLNORM_WG], lx[CLNORM_WG];
+    ulong g = get_group_id(0);
+    if (g >= P * R * nqb * sblocks) /* the whole group leaves: no barrier is skipped */
+        return;
+    row_block b = row_block_at(g, Q, R, S, qb, sb, sblocks, nqb);
+    ulong k = (b.p * R + b.r) / members;
+    float m = stat_mean(mean + moff, k), a = invstd[ioff + k];
+    ulong width = wg_width(&b);
+    float sg = 0.0f, sx = 0.0f;
+    if (width == 4) {
+        float4 sg4 = (float4)(0.0f), sx4 = (float4)(0.0f);
+        for (wg_walk w = wg_walk_begin(&b, R, S, 4); w.j < w.count; wg_walk_next(&w)) {
+            float4 d = LOAD4(dy, w.i);
+#if PER_ELEMENT_GAMMA
+            if (gamma)
+                d *= vload4(0, gamma + b.s0 + w.s);
+#endif
+            sg4 += d;
+            sx4 += d * ((LOAD4(x, w.i) - m) * a);
+        }
+        sg = hsum4(sg4);
+        sx = hsum4(sx4);
+    } else {
+        for (wg_walk w = wg_walk_begin(&b, R, S, 1); w.j < w.count; wg_walk_next(&w)) {
+            float d = LOAD1(dy, w.i);
+#if PER_ELEMENT_GAMMA
+            if (gamma)
+                d *= gamma[b.s0 + w.s];
+#endif
+            sg += d;
+            sx += d * ((LOAD1(x, w.i) - m) * a);
+        }
+    }
+    uint l = get_local_id(0);
+    lg[l] = sg;
+    lx[l] = sx;
+    wg_sum2(lg, lx);
+    if (l == 0) {
+        part[2 * b.out] = lg[0];
+        part[2 * b.out + 1] = lx[0];
+    }
+}
+#endif
 
 __kernel void bwd_partial_rows(__global const store_t *x, __global const store_t *dy,
                                __global float *part, __global const float *mean, ulong moff,

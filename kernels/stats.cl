@@ -2,12 +2,13 @@
  * Statistics of every normalization kind, by blocked two-pass reduction.
  *
  * The problem is the view [P][Q][R][S]: one statistics group per (p, r), reduced over (q, s).
- * Pass 1 (stats_partial_rows / stats_partial_cols) cuts each group into blocks and writes a
- * (mean, M2) pair per block, computed two-pass inside the block: a shifted sum gives a first
- * mean, a second sweep over the same (cached) elements sums the deviations from it and their
- * squares, and the sum of deviations corrects the mean. A constant block gives its value and
- * M2 = 0 exactly. Pass 2 (stats_finalize) merges a group's blocks in a fixed order by Chan's
- * formula, so results are the same bits on every run, and writes what the apply pass needs.
+ * Pass 1 (stats_partial_rows / stats_partial_cols; on GPUs stats_partial_rows_wg, a work-group
+ * per block) cuts each group into blocks and writes a (mean, M2) pair per block, computed
+ * two-pass inside the block: a shifted sum gives a first mean, a second sweep over the same
+ * (cached) elements sums the deviations from it and their squares, and the sum of deviations
+ * corrects the mean. A constant block gives its value and M2 = 0 exactly. Pass 2
+ * (stats_finalize) merges a group's blocks in a fixed order by Chan's formula, so results are
+ * the same bits on every run, and writes what the apply pass needs.
  * No float atomics, no E[x^2] - E[x]^2, no long sequential sums.
  */
 
@@ -124,6 +125,70 @@ __kernel void stats_partial_rows(__global const store_t *x, __global float *part
     float sd = hsum8(d0 + d1) + dt;
     store_partial(part, b.out, mean0 + sd / count, hsum8(e0 + e1) + et - sd * (sd / count));
 }
+
+#ifdef CLNORM_WG
+/*
+ * Row shape on GPUs: one work-group of CLNORM_WG work-items per block, reading it coalesced
+ * (wg_walk). Blocks are cut as for stats_partial_rows, only larger, and give the same partials.
+ * The same two-pass scheme, with the group's sums taken by a fixed tree in local memory: the
+ * shifted sums give mean0, seen by every work-item; a second sweep (from cache) sums the
+ * deviations from it and their squares. Work-items past a short block's end add zeros.
+ */
+__kernel __attribute__((reqd_work_group_size(CLNORM_WG, 1, 1))) void
+stats_partial_rows_wg(__global const store_t *x, __global float *part, ulong P, ulong Q, ulong R,
+                      ulong S, ulong qb, ulong sb, ulong sblocks, ulong nqb)
+{
+    __local float lsum[CLNORM_WG], ldev[CLNORM_WG], lsq[CLNORM_WG];
+    ulong g = get_group_id(0);
+    if (g >= P * R * nqb * sblocks) /* the whole group leaves: no barrier is skipped */
+        return;
+    row_block b = row_block_at(g, Q, R, S, qb, sb, sblocks, nqb);
+    ulong width = wg_width(&b);
+    wg_walk start = wg_walk_begin(&b, R, S, width);
+    float count = (float)(start.count * width);
+    uint l = get_local_id(0);
+
+    float shift = LOAD1(x, b.first);
+    float acc = 0.0f;
+    if (width == 4) {
+        float4 acc4 = (float4)(0.0f);
+        for (wg_walk w = start; w.j < w.count; wg_walk_next(&w))
+            acc4 += LOAD4(x, w.i) - shift;
+        acc = hsum4(acc4);
+    } else {
+        for (wg_walk w = start; w.j < w.count; wg_walk_next(&w))
+            acc += LOAD1(x, w.i) - shift;
+    }
+    lsum[l] = acc;
+    wg_sum(lsum);
+    float mean0 = shift + lsum[0] / count;
+
+    float d = 0.0f, e = 0.0f;
+    if (width == 4) {
+        float4 d4 = (float4)(0.0f), e4 = (float4)(0.0f);
+        for (wg_walk w = start; w.j < w.count; wg_walk_next(&w)) {
+            float4 u = LOAD4(x, w.i) - mean0;
+            d4 += u;
+            e4 += u * u;
+        }
+        d = hsum4(d4);
+        e = hsum4(e4);
+    } else {
+        for (wg_walk w = start; w.j < w.count; wg_walk_next(&w)) {
+            float u = LOAD1(x, w.i) - mean0;
+            d += u;
+            e += u * u;
+        }
+    }
+    ldev[l] = d;
+    lsq[l] = e;
+    wg_sum2(ldev, lsq);
+    if (l == 0) {
+        float sd = ldev[0];
+        store_partial(part, b.out, mean0 + sd / count, lsq[0] - sd * (sd / count));
+    }
+}
+#endif
 
 /* Column shape, for S == 1 (channels-last BATCH, INSTANCE and GROUP): groups are columns of a
  * [Q][R] matrix. A work-item reduces qb rows of CLNORM_RT neighbouring columns, one column per
