@@ -36,7 +36,8 @@ clnorm_status clnorm_plan_backward_setup(clnorm_plan *plan, cl_program program)
     plan->bwd_blocking = clnorm_plan_blocking(plan, &v, cols);
     plan->coef_size = per_sample(d) ? d->n : plan->table_size;
     clnorm_status s;
-    if ((s = clnorm_plan_kernel(plan, program, "bwd_partial_rows", &plan->bwd_partial_rows)) ||
+    const char *rows_kernel = plan->bwd_blocking.wg ? "bwd_partial_rows_wg" : "bwd_partial_rows";
+    if ((s = clnorm_plan_kernel(plan, program, rows_kernel, &plan->bwd_partial_rows)) ||
         (s = clnorm_plan_kernel(plan, program, "bwd_partial_cols", &plan->bwd_partial_cols)) ||
         (s = clnorm_plan_kernel(plan, program, "bwd_finalize", &plan->bwd_finalize)) ||
         (s = clnorm_plan_kernel(plan, program, "bwd_param_partial", &plan->bwd_param_partial)) ||
@@ -174,9 +175,10 @@ static clnorm_status enqueue_sums(clnorm_plan *plan, clnorm_chain *chain,
                               KARG(Q),         KARG(R),          KARG(S),
                               KARG(qb),        KARG(sb),         KARG(sblocks),
                               KARG(nqb),       KARG(members)};
-        if ((s = clnorm_set_args(ctx, plan->bwd_partial_rows, "bwd_partial_rows", args, 17)) ||
-            (s = clnorm_chain_step(chain, plan->bwd_partial_rows, "bwd_partial_rows",
-                                   bl->work_items, plan->local_size)))
+        const char *name = bl->wg ? "bwd_partial_rows_wg" : "bwd_partial_rows";
+        if ((s = clnorm_set_args(ctx, plan->bwd_partial_rows, name, args, 17)) ||
+            (s = clnorm_chain_step(chain, plan->bwd_partial_rows, name, bl->work_items,
+                                   bl->wg ? bl->wg : plan->local_size)))
             return s;
     }
 

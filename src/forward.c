@@ -100,9 +100,10 @@ static clnorm_status enqueue_statistics(clnorm_plan *plan, clnorm_chain *chain,
         clnorm_karg args[] = {KARG(b->x), KARG(plan->partials), KARG(P),       KARG(Q),
                               KARG(R),    KARG(S),              KARG(qb),      KARG(sb),
                               KARG(sblocks), KARG(nqb)};
-        if ((s = clnorm_set_args(ctx, plan->partial_rows, "stats_partial_rows", args, 10)) ||
-            (s = clnorm_chain_step(chain, plan->partial_rows, "stats_partial_rows",
-                                   bl->work_items, plan->local_size)))
+        const char *name = bl->wg ? "stats_partial_rows_wg" : "stats_partial_rows";
+        if ((s = clnorm_set_args(ctx, plan->partial_rows, name, args, 10)) ||
+            (s = clnorm_chain_step(chain, plan->partial_rows, name, bl->work_items,
+                                   bl->wg ? bl->wg : plan->local_size)))
             return s;
     }
     return enqueue_finalize(plan, chain, mode, b, bl->nblk, bl->qb, bl->sb, bl->sblocks);

@@ -114,6 +114,9 @@ typedef struct clnorm_blocking {
     int cols; /* column kernel (S == 1) instead of the row kernel */
     size_t qb, sb, sblocks, nqb, nblk;
     size_t work_items; /* of the partial kernel */
+    /* Rows on GPUs: the cooperative row kernel's work-group size (CLNORM_WG), one work-group
+     * per block, so work_items = blocks * wg; 0: one work-item per block. */
+    size_t wg;
 } clnorm_blocking;
 
 struct clnorm_plan {
@@ -127,6 +130,7 @@ struct clnorm_plan {
     size_t apply_chunk, apply_rowlen, apply_rows_per_sample;
     size_t apply_local; /* work-group size of apply (and of the copy kernel it is measured by) */
     size_t local_size; /* of the per-work-item kernels */
+    size_t coop_wg;    /* CLNORM_WG on GPUs (rows reduced a work-group per block), else 0 */
     cl_kernel partial_rows, partial_cols, finalize, from_running, apply;
     /* Forward of row problems whose row fits in cache (CPU): statistics and apply in one kernel
      * (norm_rows), one work-item per row of view.S elements in blocks of fused_block; NULL when
@@ -163,7 +167,8 @@ struct clnorm_plan {
 };
 
 /* Plan building blocks, for backward.c: blocking of a view (cols: columns per work-item of
- * the column kernels), a kernel from the plan's program, a scratch buffer. */
+ * the column kernels; on GPUs, row views get the work-group kernels' blocks and wg), a kernel
+ * from the plan's program, a scratch buffer. */
 clnorm_blocking clnorm_plan_blocking(const clnorm_plan *plan, const clnorm_view *v, size_t cols);
 clnorm_status clnorm_plan_kernel(clnorm_plan *plan, cl_program program, const char *name,
                                  cl_kernel *out);

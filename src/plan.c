@@ -18,6 +18,17 @@
 #define FUSED_MAX_ROW 65536
 /* The same for a channels-last sample (a [D][C] slab), which one work-item reduces and applies. */
 #define FUSED_MAX_SLAB 262144
+/* GPUs reduce row blocks with a work-group each (the *_rows_wg kernels, CLNORM_WG): 256
+ * work-items, a multiple of NVIDIA's 32-wide warps and AMD's 64-wide wavefronts, eight of them
+ * an SM's 2048 threads, and an 8-level tree; devices that allow less take the largest power of
+ * two they allow. Blocks of up to 16K elements (64 per work-item: long enough to amortize the
+ * tree and keep the merge short), halved while the problem has fewer than COOP_BLOCKS_PER_CU
+ * blocks per compute unit, down to 2048 (8 per work-item), so that small problems still spread
+ * over the device. Not from the tuning file, whose block is the per-work-item kernels'. */
+#define COOP_WG 256
+#define COOP_MAX_BLOCK 16384
+#define COOP_MIN_BLOCK 2048
+#define COOP_BLOCKS_PER_CU 8
 
 size_t clnorm_dtype_size(clnorm_dtype dtype) { return dtype == CLNORM_F32 ? 4 : 2; }
 
@@ -85,6 +96,9 @@ static clnorm_view make_view(const clnorm_desc *d)
     return v;
 }
 
+/* Groups are columns of a [Q][R] matrix (S == 1): the column kernels; else the row kernels. */
+static int column_shape(const clnorm_view *v) { return v->S == 1 && v->R > 1; }
+
 static size_t ceil_div(size_t a, size_t b) { return (a + b - 1) / b; }
 static size_t round_up(size_t a, size_t b) { return ceil_div(a, b) * b; }
 
@@ -98,7 +112,7 @@ static clnorm_blocking make_blocking(const clnorm_view *v, size_t cols, size_t b
      * blocks keep the merge, one Chan step per block and group, short. */
     if (cols >= 32)
         block *= 2;
-    if (v->S == 1 && v->R > 1) {
+    if (column_shape(v)) {
         b.cols = 1;
         b.nqb = ceil_div(v->Q, block / cols);
         b.qb = ceil_div(v->Q, b.nqb);
@@ -169,7 +183,18 @@ static clnorm_status create_scratch(clnorm_plan *plan, size_t bytes, const char 
 
 clnorm_blocking clnorm_plan_blocking(const clnorm_plan *plan, const clnorm_view *v, size_t cols)
 {
-    return make_blocking(v, cols, plan->ctx->tuning.block);
+    if (!plan->coop_wg || column_shape(v))
+        return make_blocking(v, cols, plan->ctx->tuning.block);
+    size_t cus = plan->ctx->info.compute_units ? plan->ctx->info.compute_units : 1;
+    size_t block = COOP_MAX_BLOCK;
+    clnorm_blocking b = make_blocking(v, cols, block);
+    while (block / 2 >= COOP_MIN_BLOCK && v->P * v->R * b.nblk < COOP_BLOCKS_PER_CU * cus) {
+        block /= 2;
+        b = make_blocking(v, cols, block);
+    }
+    b.wg = plan->coop_wg;
+    b.work_items = v->P * v->R * b.nblk * b.wg;
+    return b;
 }
 
 clnorm_status clnorm_plan_kernel(clnorm_plan *plan, cl_program program, const char *name,
@@ -239,6 +264,10 @@ clnorm_status clnorm_plan_create(clnorm_context *ctx, const clnorm_desc *desc, c
     plan->local_size = ctx->tuning.local;
     if (plan->local_size > info->max_work_group)
         plan->local_size = info->max_work_group;
+    size_t wg = COOP_WG;
+    while (wg > 1 && wg > info->max_work_group)
+        wg /= 2;
+    plan->coop_wg = gpu ? wg : 0;
 
     /* One channel is the same in either layout: channels-first rows are long, not one element. */
     int apply_mode = per_sample ? 2 : (d->layout == CLNORM_NHWC && d->d > 1 && d->c > 1) ? 1 : 0;
@@ -279,19 +308,20 @@ clnorm_status clnorm_plan_create(clnorm_context *ctx, const clnorm_desc *desc, c
     size_t ct = wide && v->R % 64 == 0 ? 64 : wide && v->R % 32 == 0 ? 32 : cols;
     plan->narrow = narrow;
     plan->col_tile = ct;
-    plan->blocking = make_blocking(v, narrow ? (size_t)narrow : ct, ctx->tuning.block);
+    plan->blocking = clnorm_plan_blocking(plan, v, narrow ? (size_t)narrow : ct);
     choose_fused(plan, narrow);
 
     char options[256];
     snprintf(options, sizeof options,
              "-cl-std=CL1.2 -DCLNORM_DTYPE=%d -DCLNORM_KIND=%d -DCLNORM_APPLY=%d -DCLNORM_RT=%d"
-             " -DCLNORM_NARROW=%d -DCLNORM_CT=%d",
-             (int)d->dtype, (int)d->kind, apply_mode, (int)cols, narrow, (int)ct);
+             " -DCLNORM_NARROW=%d -DCLNORM_CT=%d -DCLNORM_WG=%d",
+             (int)d->dtype, (int)d->kind, apply_mode, (int)cols, narrow, (int)ct, (int)wg);
     cl_program program;
     status = clnorm_program_get(ctx, options, &program);
     if (status != CLNORM_SUCCESS)
         goto fail;
-    if ((status = create_kernel(plan, program, "stats_partial_rows", &plan->partial_rows)) ||
+    const char *rows_kernel = plan->blocking.wg ? "stats_partial_rows_wg" : "stats_partial_rows";
+    if ((status = create_kernel(plan, program, rows_kernel, &plan->partial_rows)) ||
         (status = create_kernel(plan, program, "stats_partial_cols", &plan->partial_cols)) ||
         (status = create_kernel(plan, program, "stats_finalize", &plan->finalize)) ||
         (status = create_kernel(plan, program, "stats_from_running", &plan->from_running)) ||
