@@ -295,6 +295,26 @@ START_TEST(every_column_shape_matches_reference)
 }
 END_TEST
 
+/* The GPU row kernels' edges, as in the forward suite: groups of the work-group size and one
+ * more, channels-first BATCH blocks of several segments, rows of several blocks. */
+START_TEST(row_blocks_around_the_work_group_size)
+{
+    static const size_t shapes[][3] = {{2, 1, 256}, {2, 1, 257}, {30, 2, 100}, {2, 1, 5000}};
+    for (int sh = 0; sh < 4; ++sh)
+        for (int kind = 0; kind < 5; ++kind)
+            for (int layout = 0; layout < 2; ++layout) {
+                bcase bc = {0};
+                bc.desc = (clnorm_desc){(clnorm_kind)kind, (clnorm_layout)layout, CLNORM_F32,
+                                        shapes[sh][0], shapes[sh][1], shapes[sh][2],
+                                        shapes[sh][1], 1e-5f, 0.1f};
+                bc.gamma = bc.want_dx = bc.want_dgamma = bc.want_dbeta = 1;
+                bc.offset = 3.0;
+                bc.seed = 400 + (uint64_t)(sh * 10 + kind);
+                check_case(&bc);
+            }
+}
+END_TEST
+
 START_TEST(long_reductions_with_offset)
 {
     /* A million elements per statistics group, mean 1e4: sums stay accurate. */
@@ -470,6 +490,7 @@ int main(void)
     tcase_add_test(tc, only_parameter_gradients);
     tcase_add_test(tc, every_backward_path_matches_reference);
     tcase_add_test(tc, every_column_shape_matches_reference);
+    tcase_add_test(tc, row_blocks_around_the_work_group_size);
     if (!harness_small())
         tcase_add_test(tc, long_reductions_with_offset);
     tcase_add_test(tc, same_input_gives_same_bits);

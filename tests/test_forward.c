@@ -2,6 +2,7 @@
  * layouts, storage types, modes and optional buffers, and on hard data. */
 #include "forward_case.h"
 #include "harness.h"
+#include "internal.h"
 #include "reference.h"
 
 #include <math.h>
@@ -137,6 +138,54 @@ START_TEST(every_forward_path_matches_reference)
         for (int dtype = 0; dtype < 3; dtype += 2)
             each_kind(FILL_NORMAL, 3.0, 0, dtype, shapes[s][0], shapes[s][1], shapes[s][2], 1,
                       CLNORM_TRAINING);
+}
+END_TEST
+
+/* The GPU row kernels' edges (one work-group per block; the device's class, or
+ * CLNORM_DEVICE_CLASS=gpu, picks them): groups of exactly the work-group size and one more,
+ * channels-first BATCH blocks of several segments longer and shorter than a work-group (so a
+ * work-group's stride crosses one or more segment ends), and rows of several blocks. Small
+ * enough for Oclgrind, which checks the barriers. */
+START_TEST(row_blocks_around_the_work_group_size)
+{
+    static const size_t shapes[][3] = {{2, 1, 256}, {2, 1, 257}, {30, 2, 100}, {2, 1, 5000}};
+    for (int s = 0; s < 4; ++s)
+        each_kind(FILL_NORMAL, 3.0, 0, CLNORM_F32, shapes[s][0], shapes[s][1], shapes[s][2], 1,
+                  CLNORM_TRAINING);
+}
+END_TEST
+
+/* GPU plans reduce row-shaped groups a work-group per block, forward and backward, and keep
+ * channels-last columns one per work-item; CPU plans use no work-group kernels. */
+START_TEST(gpu_plans_reduce_rows_a_work_group_per_block)
+{
+    clnorm_context *ctx = harness_ctx();
+    int gpu = ctx->info.cls == CLNORM_CLASS_GPU;
+    for (int kind = CLNORM_BATCH; kind <= CLNORM_RMS; ++kind)
+        for (int layout = 0; layout < 2; ++layout) {
+            clnorm_desc desc = {(clnorm_kind)kind, (clnorm_layout)layout, CLNORM_F32, 3, 4, 50,
+                                2, 1e-5f, 0.1f};
+            clnorm_plan *plan;
+            CLNORM_OK(ctx, clnorm_plan_create(ctx, &desc, &plan));
+            size_t wg = plan->coop_wg;
+            if (gpu) {
+                ck_assert_uint_ge(wg, 1);
+                ck_assert_uint_le(wg, ctx->info.max_work_group);
+                ck_assert_uint_eq(wg & (wg - 1), 0);
+            } else {
+                ck_assert_uint_eq(wg, 0);
+            }
+            const clnorm_blocking *bl[] = {&plan->blocking, &plan->bwd_blocking};
+            const clnorm_view *v[] = {&plan->view, &plan->bwd_view};
+            for (int i = 0; i < 2; ++i) {
+                ck_assert_uint_eq(bl[i]->wg, bl[i]->cols ? 0 : wg);
+                if (bl[i]->wg)
+                    ck_assert_uint_eq(bl[i]->work_items, v[i]->P * v[i]->R * bl[i]->nblk * wg);
+            }
+            ck_assert_int_eq(plan->blocking.cols, layout == CLNORM_NHWC && kind != CLNORM_LAYER &&
+                                                       kind != CLNORM_RMS);
+            clnorm_plan_release(plan);
+        }
 }
 END_TEST
 
@@ -340,6 +389,8 @@ int main(void)
     tcase_add_test(tc, nan_stays_in_its_group);
     tcase_add_test(tc, odd_sizes);
     tcase_add_test(tc, every_forward_path_matches_reference);
+    tcase_add_test(tc, row_blocks_around_the_work_group_size);
+    tcase_add_test(tc, gpu_plans_reduce_rows_a_work_group_per_block);
     if (!harness_small())
         tcase_add_test(tc, large_offset_long_reductions);
     tcase_add_test(tc, inference_with_running_statistics);
