@@ -14,6 +14,7 @@
  */
 #include "internal.h"
 #include "reference.h"
+#include "bench.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -39,78 +40,8 @@
 
 typedef enum bench_pass { PASS_TRAINING, PASS_INFERENCE, PASS_BACKWARD } bench_pass;
 
-static const char *const kind_names[] = {"batch", "layer", "instance", "group", "rms"};
-static const char *const pass_names[] = {"forward-training", "forward-inference", "backward"};
-static const char *const layout_names[] = {"nchw", "nhwc"};
 static const char *const dtype_names[] = {"f32", "f16", "bf16"};
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
-
-/*
- * Shapes users meet, at the sizes the performance targets are measured on (>= 16 MiB in f32)
- * for every kind, plus medium and small ones where launch overhead and layout matter. Layout is
- * left out where it changes nothing (D = 1), and not every pass is run on every shape, to keep
- * the suite to a few minutes on a 2-core CPU.
- */
-static const char *const default_suite[] = {
-    /* ResNet activations, 24.5 MiB */
-    "batch:forward-training:nchw:32x64x3136",
-    "batch:forward-training:nhwc:32x64x3136",
-    "batch:forward-inference:nchw:32x64x3136",
-    "batch:forward-inference:nhwc:32x64x3136",
-    "batch:backward:nchw:32x64x3136",
-    "batch:backward:nhwc:32x64x3136",
-    "instance:forward-training:nchw:32x64x3136",
-    "instance:forward-training:nhwc:32x64x3136",
-    "instance:backward:nchw:32x64x3136",
-    "instance:backward:nhwc:32x64x3136",
-    "group:forward-training:nchw:32x64x3136/32",
-    "group:forward-training:nhwc:32x64x3136/32",
-    /* An HD image, 23.7 MiB: three long channels */
-    "instance:forward-training:nchw:1x3x2073600",
-    "instance:forward-training:nhwc:1x3x2073600",
-    "instance:forward-inference:nchw:1x3x2073600",
-    "instance:forward-inference:nhwc:1x3x2073600",
-    "instance:backward:nchw:1x3x2073600",
-    "instance:backward:nhwc:1x3x2073600",
-    /* Diffusion U-Net group norm, 20 MiB */
-    "group:forward-training:nchw:4x320x4096/32",
-    "group:forward-training:nhwc:4x320x4096/32",
-    "group:forward-inference:nchw:4x320x4096/32",
-    "group:forward-inference:nhwc:4x320x4096/32",
-    "group:backward:nchw:4x320x4096/32",
-    "group:backward:nhwc:4x320x4096/32",
-    /* Transformer rows, 16 MiB */
-    "layer:forward-training:nchw:4096x1024x1",
-    "layer:forward-inference:nchw:4096x1024x1",
-    "layer:backward:nchw:4096x1024x1",
-    "rms:forward-training:nchw:4096x1024x1",
-    "rms:forward-inference:nchw:4096x1024x1",
-    "rms:backward:nchw:4096x1024x1",
-    /* ResNet, later stage, 8 MiB */
-    "batch:forward-training:nchw:8x256x1024",
-    "batch:forward-training:nhwc:8x256x1024",
-    "batch:backward:nchw:8x256x1024",
-    "batch:backward:nhwc:8x256x1024",
-    "group:forward-training:nchw:8x256x1024/32",
-    "group:forward-training:nhwc:8x256x1024/32",
-    "group:backward:nchw:8x256x1024/32",
-    "group:backward:nhwc:8x256x1024/32",
-    "instance:forward-training:nchw:8x256x1024",
-    "instance:forward-training:nhwc:8x256x1024",
-    "layer:forward-training:nchw:8x256x1024",
-    "layer:forward-training:nhwc:8x256x1024",
-    "rms:forward-training:nchw:8x256x1024",
-    "rms:forward-training:nhwc:8x256x1024",
-    /* Small: launch overhead dominates */
-    "batch:forward-training:nchw:1x32x64",
-    "batch:forward-training:nhwc:1x32x64",
-    "layer:forward-training:nchw:1x32x64",
-    "instance:forward-training:nchw:1x32x64",
-    "group:forward-training:nchw:1x32x64/8",
-    "group:forward-training:nhwc:1x32x64/8",
-    "rms:forward-training:nchw:1x32x64",
-    "layer:backward:nchw:1x32x64",
-};
 
 typedef struct problem {
     clnorm_desc desc;
@@ -198,24 +129,6 @@ static int lookup(const char *name, const char *const *names, size_t count)
         if (strcmp(name, names[i]) == 0)
             return (int)i;
     return -1;
-}
-
-/* Digits only (no sign, no spaces): strtoull alone would take "-1" and " 7". */
-static int parse_size(const char **text, size_t *out)
-{
-    const char *s = *text;
-    size_t v = 0;
-    if (*s < '0' || *s > '9')
-        return -1;
-    for (; *s >= '0' && *s <= '9'; ++s) {
-        size_t digit = (size_t)(*s - '0');
-        if (v > (SIZE_MAX - digit) / 10)
-            return -1;
-        v = v * 10 + digit;
-    }
-    *text = s;
-    *out = v;
-    return 0;
 }
 
 /* Parses kind:pass:layout:NxCxD[/G]; on failure writes why into err. */
@@ -462,18 +375,6 @@ static clnorm_status op_run(const bench *B, const op *o, result *r)
         return CLNORM_ERROR_OPENCL;
     }
     return CLNORM_SUCCESS;
-}
-
-static int compare_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *t, int n)
-{
-    qsort(t, (size_t)n, sizeof *t, compare_double);
-    return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
 }
 
 /* Median milliseconds of *repeats calls of o after WARMUP untimed ones, each followed by one
