@@ -192,6 +192,10 @@ clnorm_blocking clnorm_plan_blocking(const clnorm_plan *plan, const clnorm_view 
         block /= 2;
         b = make_blocking(v, cols, block);
     }
+    /* Groups shorter than a work-group (channels-first images of a few pixels) would leave
+     * most of it idle: a work-item per block does better there. */
+    if (v->Q * v->S / b.nblk < plan->coop_wg)
+        return make_blocking(v, cols, plan->ctx->tuning.block);
     b.wg = plan->coop_wg;
     b.work_items = v->P * v->R * b.nblk * b.wg;
     return b;

@@ -155,16 +155,18 @@ START_TEST(row_blocks_around_the_work_group_size)
 }
 END_TEST
 
-/* GPU plans reduce row-shaped groups a work-group per block, forward and backward, and keep
- * channels-last columns one per work-item; CPU plans use no work-group kernels. */
+/* GPU plans reduce row-shaped groups a work-group per block, forward and backward, unless a
+ * block is shorter than the work-group (D = 4 here), and keep channels-last columns one per
+ * work-item; CPU plans use no work-group kernels. */
 START_TEST(gpu_plans_reduce_rows_a_work_group_per_block)
 {
     clnorm_context *ctx = harness_ctx();
     int gpu = ctx->info.cls == CLNORM_CLASS_GPU;
     for (int kind = CLNORM_BATCH; kind <= CLNORM_RMS; ++kind)
-        for (int layout = 0; layout < 2; ++layout) {
-            clnorm_desc desc = {(clnorm_kind)kind, (clnorm_layout)layout, CLNORM_F32, 3, 4, 50,
-                                2, 1e-5f, 0.1f};
+        for (int layout = 0; layout < 4; ++layout) {
+            size_t D = layout < 2 ? 300 : 4;
+            clnorm_desc desc = {(clnorm_kind)kind, (clnorm_layout)(layout % 2), CLNORM_F32, 3, 4,
+                                D, 2, 1e-5f, 0.1f};
             clnorm_plan *plan;
             CLNORM_OK(ctx, clnorm_plan_create(ctx, &desc, &plan));
             size_t wg = plan->coop_wg;
@@ -178,12 +180,15 @@ START_TEST(gpu_plans_reduce_rows_a_work_group_per_block)
             const clnorm_blocking *bl[] = {&plan->blocking, &plan->bwd_blocking};
             const clnorm_view *v[] = {&plan->view, &plan->bwd_view};
             for (int i = 0; i < 2; ++i) {
-                ck_assert_uint_eq(bl[i]->wg, bl[i]->cols ? 0 : wg);
+                size_t block = v[i]->Q * v[i]->S / bl[i]->nblk;
+                ck_assert_uint_eq(bl[i]->wg, bl[i]->cols || block < wg ? 0 : wg);
                 if (bl[i]->wg)
                     ck_assert_uint_eq(bl[i]->work_items, v[i]->P * v[i]->R * bl[i]->nblk * wg);
             }
-            ck_assert_int_eq(plan->blocking.cols, layout == CLNORM_NHWC && kind != CLNORM_LAYER &&
-                                                       kind != CLNORM_RMS);
+            if (D == 300)
+                ck_assert_uint_eq(plan->blocking.wg, plan->blocking.cols ? 0 : wg);
+            ck_assert_int_eq(plan->blocking.cols, layout % 2 == CLNORM_NHWC &&
+                                                      kind != CLNORM_LAYER && kind != CLNORM_RMS);
             clnorm_plan_release(plan);
         }
 }
