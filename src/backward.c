@@ -68,6 +68,17 @@ clnorm_status clnorm_plan_backward_setup(clnorm_plan *plan, cl_program program)
     if (plan->fused_slab &&
         (s = clnorm_plan_kernel(plan, program, "bwd_slab", &plan->bwd_slab)))
         return s;
+    size_t cpg = d->kind == CLNORM_GROUP ? d->c / d->groups : 1;
+    int chans_first = v.Q == 1 && v.R == 1 && v.S > 1;
+    if (!gpu && (d->kind == CLNORM_INSTANCE || d->kind == CLNORM_GROUP) && chans_first &&
+        cpg * d->d <= FUSED_MAX_ROW && plan->stats_count >= 4 * cores) {
+        size_t local = plan->local_size;
+        while (local > 1 && plan->stats_count / local < 4 * cores)
+            local /= 2;
+        plan->bwd_groups_local = local;
+        if ((s = clnorm_plan_kernel(plan, program, "bwd_groups", &plan->bwd_groups)))
+            return s;
+    }
     if (per_sample(d)) {
         clnorm_view pv = {1, d->n, L, 1, 1};
         plan->param_blocking = clnorm_plan_blocking(plan, &pv, cols);
@@ -87,7 +98,8 @@ void clnorm_plan_backward_release(clnorm_plan *plan)
                            plan->bwd_finalize,       plan->bwd_param_partial,
                            plan->bwd_param_finalize, plan->bwd_running_stats,
                            plan->bwd_apply,          plan->bwd_rows,
-                           plan->bwd_rows_param_finalize, plan->bwd_slab};
+                           plan->bwd_rows_param_finalize, plan->bwd_slab,
+                           plan->bwd_groups};
     for (size_t i = 0; i < sizeof kernels / sizeof kernels[0]; ++i)
         if (kernels[i])
             clReleaseKernel(kernels[i]);
@@ -202,6 +214,27 @@ static clnorm_status enqueue_slab(clnorm_plan *plan, clnorm_chain *chain,
     clnorm_status s;
     if ((s = clnorm_set_args(plan->ctx, plan->bwd_slab, "bwd_slab", args, 16)) ||
         (s = clnorm_chain_step(chain, plan->bwd_slab, "bwd_slab", P, plan->fused_local)))
+        return s;
+    return b->dgamma || b->dbeta ? enqueue_finalize(plan, chain, b, src, 1) : CLNORM_SUCCESS;
+}
+
+/* Channels-first INSTANCE and GROUP groups in cache: sums and dx in one pass per group, then
+ * dgamma and dbeta from its single partial per slice. */
+static clnorm_status enqueue_groups(clnorm_plan *plan, clnorm_chain *chain,
+                                    const clnorm_buffers *b, const stats_source *src)
+{
+    const clnorm_desc *d = &plan->desc;
+    cl_ulong G = plan->stats_count, C = d->c, D = d->d, block = plan->ctx->tuning.block;
+    cl_ulong cpg = d->kind == CLNORM_GROUP ? d->c / d->groups : 1;
+    clnorm_karg args[] = {KARG(b->x),          KARG(b->dy),       KARG(b->dx),
+                          KARG(plan->bwd_partials), KARG(src->mean), KARG(src->moff),
+                          KARG(src->invstd),   KARG(src->ioff),   KARG(b->gamma),
+                          KARG(G),             KARG(C),           KARG(cpg),
+                          KARG(D),             KARG(block)};
+    clnorm_status s;
+    if ((s = clnorm_set_args(plan->ctx, plan->bwd_groups, "bwd_groups", args, 14)) ||
+        (s = clnorm_chain_step(chain, plan->bwd_groups, "bwd_groups", G,
+                               plan->bwd_groups_local)))
         return s;
     return b->dgamma || b->dbeta ? enqueue_finalize(plan, chain, b, src, 1) : CLNORM_SUCCESS;
 }
@@ -328,6 +361,8 @@ static clnorm_status enqueue_backward(clnorm_plan *plan, clnorm_chain *chain,
         return enqueue_rows(plan, chain, b, src);
     if (plan->bwd_slab && b->dx && !src->use_running)
         return enqueue_slab(plan, chain, b, src);
+    if (plan->bwd_groups && b->dx && !src->use_running)
+        return enqueue_groups(plan, chain, b, src);
     int rows = per_sample(&plan->desc);
     if ((b->dx || !rows) && (s = enqueue_sums(plan, chain, b, src)))
         return s;

@@ -161,6 +161,10 @@ struct clnorm_plan {
     /* Channels-last INSTANCE and GROUP samples in cache (CPU, where forward takes norm_slab):
      * sums and dx in one pass per sample; NULL otherwise. */
     cl_kernel bwd_slab;
+    /* Channels-first INSTANCE and GROUP groups in cache (CPU): sums and dx in one pass per
+     * statistics group, bwd_groups_local work-items per work-group; NULL otherwise. */
+    cl_kernel bwd_groups;
+    size_t bwd_groups_local;
     cl_mem bwd_row_partials;
     pthread_mutex_t lock;          /* kernel arguments, scratch and last event */
     cl_event last;                 /* last command of the previous call (out-of-order queues) */

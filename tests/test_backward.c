@@ -315,6 +315,37 @@ START_TEST(row_blocks_around_the_work_group_size)
 }
 END_TEST
 
+START_TEST(channels_first_groups_match_reference)
+{
+    /* Channels-first INSTANCE and GROUP with groups for every core take one pass per group on
+     * CPUs (bwd_groups) while a group fits in cache (65536 elements): both sides of that limit,
+     * rows of several blocks, and rows shorter than a vector. */
+    static const size_t big[][3] = {{9, 16, 45}, {3, 40, 700}, {4, 8, 16384}, {4, 8, 16385},
+                                    {8, 2, 65536}, {8, 2, 65537}, {6, 4, 5}};
+    static const size_t small[][3] = {{5, 4, 7}, {3, 6, 3}};
+    const size_t(*shapes)[3] = harness_small() ? small : big;
+    int nshapes = harness_small() ? 2 : 7;
+    for (int sh = 0; sh < nshapes; ++sh)
+        for (int kind = CLNORM_INSTANCE; kind <= CLNORM_GROUP; ++kind)
+            for (int variant = 0; variant < 3; ++variant) {
+                size_t c = shapes[sh][1];
+                bcase bc = {0};
+                bc.desc = (clnorm_desc){(clnorm_kind)kind, CLNORM_NCHW,
+                                        variant == 2 ? CLNORM_F16 : CLNORM_F32, shapes[sh][0],
+                                        c, shapes[sh][2], kind == CLNORM_GROUP ? c / 2 : 0,
+                                        1e-5f, 0.1f};
+                bc.gamma = variant != 1;
+                bc.save = variant == 0;
+                bc.want_dx = bc.want_dgamma = 1;
+                bc.want_dbeta = variant != 2;
+                bc.in_place = variant == 1;
+                bc.offset = 5.0;
+                bc.seed = 700 + (uint64_t)(sh * 100 + kind * 10 + variant);
+                check_case(&bc);
+            }
+}
+END_TEST
+
 START_TEST(long_reductions_with_offset)
 {
     /* A million elements per statistics group, mean 1e4: sums stay accurate. */
@@ -490,6 +521,7 @@ int main(void)
     tcase_add_test(tc, only_parameter_gradients);
     tcase_add_test(tc, every_backward_path_matches_reference);
     tcase_add_test(tc, every_column_shape_matches_reference);
+    tcase_add_test(tc, channels_first_groups_match_reference);
     tcase_add_test(tc, row_blocks_around_the_work_group_size);
     if (!harness_small())
         tcase_add_test(tc, long_reductions_with_offset);
