@@ -315,11 +315,15 @@ clnorm_status clnorm_plan_create(clnorm_context *ctx, const clnorm_desc *desc, c
     plan->blocking = clnorm_plan_blocking(plan, v, narrow ? (size_t)narrow : ct);
     choose_fused(plan, narrow);
 
-    char options[256];
+    /* Only GPU programs hold the work-group kernels (CLNORM_WG): CPUs never run them, and
+     * compiling them cost a CPU program's first build time. */
+    char options[256], wg_option[32] = "";
+    if (plan->coop_wg)
+        snprintf(wg_option, sizeof wg_option, " -DCLNORM_WG=%d", (int)wg);
     snprintf(options, sizeof options,
              "-cl-std=CL1.2 -DCLNORM_DTYPE=%d -DCLNORM_KIND=%d -DCLNORM_APPLY=%d -DCLNORM_RT=%d"
-             " -DCLNORM_NARROW=%d -DCLNORM_CT=%d -DCLNORM_WG=%d",
-             (int)d->dtype, (int)d->kind, apply_mode, (int)cols, narrow, (int)ct, (int)wg);
+             " -DCLNORM_NARROW=%d -DCLNORM_CT=%d%s",
+             (int)d->dtype, (int)d->kind, apply_mode, (int)cols, narrow, (int)ct, wg_option);
     cl_program program;
     status = clnorm_program_get(ctx, options, &program);
     if (status != CLNORM_SUCCESS)
