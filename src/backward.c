@@ -70,12 +70,10 @@ clnorm_status clnorm_plan_backward_setup(clnorm_plan *plan, cl_program program)
         return s;
     size_t cpg = d->kind == CLNORM_GROUP ? d->c / d->groups : 1;
     int chans_first = v.Q == 1 && v.R == 1 && v.S > 1;
+    size_t groups_local = clnorm_plan_items_local(plan, plan->stats_count);
     if (!gpu && (d->kind == CLNORM_INSTANCE || d->kind == CLNORM_GROUP) && chans_first &&
-        cpg * d->d <= FUSED_MAX_ROW && plan->stats_count >= 4 * cores) {
-        size_t local = plan->local_size;
-        while (local > 1 && plan->stats_count / local < 4 * cores)
-            local /= 2;
-        plan->bwd_groups_local = local;
+        cpg * d->d <= FUSED_MAX_ROW && groups_local) {
+        plan->bwd_groups_local = groups_local;
         if ((s = clnorm_plan_kernel(plan, program, "bwd_groups", &plan->bwd_groups)))
             return s;
     }

@@ -174,6 +174,10 @@ struct clnorm_plan {
  * the column kernels; on GPUs, row views get the work-group kernels' blocks and wg), a kernel
  * from the plan's program, a scratch buffer. */
 clnorm_blocking clnorm_plan_blocking(const clnorm_plan *plan, const clnorm_view *v, size_t cols);
+/* Work-group size for a CPU kernel of `items` work-items that each take a whole cache-sized
+ * group: 0 when there are fewer than four per core, else the tuned size, halved until
+ * work-groups still number four per core. */
+size_t clnorm_plan_items_local(const clnorm_plan *plan, size_t items);
 clnorm_status clnorm_plan_kernel(clnorm_plan *plan, cl_program program, const char *name,
                                  cl_kernel *out);
 clnorm_status clnorm_plan_scratch(clnorm_plan *plan, size_t bytes, const char *what, cl_mem *out);

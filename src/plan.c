@@ -139,16 +139,26 @@ static clnorm_blocking make_blocking(const clnorm_view *v, size_t cols, size_t b
     return b;
 }
 
+size_t clnorm_plan_items_local(const clnorm_plan *plan, size_t items)
+{
+    size_t cores = plan->ctx->info.compute_units ? plan->ctx->info.compute_units : 1;
+    if (items < 4 * cores)
+        return 0;
+    size_t local = plan->local_size;
+    while (local > 1 && items / local < 4 * cores)
+        local /= 2;
+    return local;
+}
+
 /* Row problems (every group one contiguous row: Q == 1, one partial column per group) on a CPU
  * take the fused kernel when a row fits in a core's cache and there are rows enough to keep
  * every core busy; so do channels-last INSTANCE and GROUP (S == 1, whole vectors of columns)
- * when a sample's slab fits. The work-group size shrinks with few work-items, so that
- * work-groups still outnumber cores. */
+ * when a sample's slab fits. */
 static void choose_fused(clnorm_plan *plan, int narrow)
 {
     const clnorm_view *v = &plan->view;
     const clnorm_device_info *info = &plan->ctx->info;
-    size_t items, cores = info->compute_units ? info->compute_units : 1;
+    size_t items;
     plan->fused_block = 0;
     clnorm_kind kind = plan->desc.kind;
     if (info->cls != CLNORM_CLASS_CPU)
@@ -165,15 +175,11 @@ static void choose_fused(clnorm_plan *plan, int narrow)
     } else {
         return;
     }
-    if (items < 4 * cores) {
+    plan->fused_local = clnorm_plan_items_local(plan, items);
+    if (!plan->fused_local) {
         plan->fused_block = 0;
         plan->fused_slab = 0;
-        return;
     }
-    size_t local = plan->local_size;
-    while (local > 1 && items / local < 4 * cores)
-        local /= 2;
-    plan->fused_local = local;
 }
 
 static clnorm_status create_kernel(clnorm_plan *plan, cl_program program, const char *name,
