@@ -180,6 +180,16 @@ inline void merge8(__global float *pm, __global float *pm2, __global float *psh,
     vstore8(vload8(0, pm2) + bm2 + delta * delta * w, 0, pm2);
 }
 
+/* One block of norm_slab: the (mean, M2) of NT tiles (8*NT columns) at a time from column c,
+ * merged into the sample's running ones. */
+#define SLAB_STATS_TILES(FN, NT)                                                                  \
+    for (; c + 8 * NT <= R; c += 8 * NT) {                                                        \
+        float8 bm[NT], bm2[NT];                                                                   \
+        FN(x, i0 + c, R, rows, bm, bm2);                                                          \
+        _Pragma("unroll") for (int t = 0; t < NT; ++t)                                            \
+            merge8(tm + c + 8 * t, ts + c + 8 * t, tb + c + 8 * t, bm[t], bm2[t], f, w, first);   \
+    }
+
 /*
  * Fused statistics and apply for channels-last INSTANCE and GROUP (S == 1, R % 8 == 0) whose
  * sample fits in a core's cache: one work-item per sample p, whose [Q][R] slab is contiguous.
@@ -209,25 +219,9 @@ __kernel void norm_slab(__global const store_t *x, __global store_t *y, __global
         float nb = (float)rows, nn = n + nb, f = nb / nn, w = n * f;
         int first = q0 == 0;
         ulong i0 = base + q0 * R, c = 0;
-        for (; c + 64 <= R; c += 64) {
-            float8 bm[8], bm2[8];
-            cols64_stats(x, i0 + c, R, rows, bm, bm2);
-#pragma unroll
-            for (int t = 0; t < 8; ++t)
-                merge8(tm + c + 8 * t, ts + c + 8 * t, tb + c + 8 * t, bm[t], bm2[t], f, w, first);
-        }
-        for (; c + 32 <= R; c += 32) {
-            float8 bm[4], bm2[4];
-            cols32_stats(x, i0 + c, R, rows, bm, bm2);
-#pragma unroll
-            for (int t = 0; t < 4; ++t)
-                merge8(tm + c + 8 * t, ts + c + 8 * t, tb + c + 8 * t, bm[t], bm2[t], f, w, first);
-        }
-        for (; c < R; c += 8) {
-            float8 bm, bm2;
-            cols8_stats(x, i0 + c, R, rows, &bm, &bm2);
-            merge8(tm + c, ts + c, tb + c, bm, bm2, f, w, first);
-        }
+        SLAB_STATS_TILES(cols64_stats, 8)
+        SLAB_STATS_TILES(cols32_stats, 4)
+        SLAB_STATS_TILES(cols8_stats, 1)
         n = nn;
     }
     ulong groups = R / members;

@@ -34,6 +34,12 @@ inline float stat_mean(__global const float *mean, ulong i)
 #endif
 }
 
+/* The group's part of dx = k_dy*dy + k_x*(x - mean) + k_0: with invstd a, count elements and
+ * the group's sums sg = sum g and sgx = sum g*xh, k_x = -a^2 * mean(g*xh), k_0 = -a * mean(g)
+ * (RMS, whose mean is 0 by definition: no k_0). */
+inline float coef_x(float a, float sgx, float count) { return -a * a * (sgx / count); }
+inline float coef_0(float a, float sg, float count) { return -a * (sg / count); }
+
 #ifdef CLNORM_WG
 /* Row slices on GPUs: bwd_partial_rows' blocks and sums, one work-group of CLNORM_WG
  * work-items per block reading it coalesced (wg_walk), the group's sums taken by a fixed tree
@@ -342,8 +348,8 @@ __kernel void bwd_slab(__global const store_t *x, __global const store_t *dy,
         }
         for (ulong c = c0; c < c0 + members; ++c) {
             cdy[c] = (gamma ? gamma[c] : 1.0f) * a;
-            sg[c] = -a * a * (tgx / count);
-            sd[c] = -a * (tg / count);
+            sg[c] = coef_x(a, tgx, count);
+            sd[c] = coef_0(a, tg, count);
         }
     }
     for (ulong i = base, end = base + Q * R; i < end; i += R)
@@ -402,7 +408,7 @@ __kernel void bwd_groups(__global const store_t *x, __global const store_t *dy,
         tgx += w * gx;
     }
     float count = (float)(cpg * D);
-    float kx = -a * a * (tgx / count), k1 = -a * (tg / count);
+    float kx = coef_x(a, tgx, count), k1 = coef_0(a, tg, count);
     for (ulong j = 0; j < cpg; ++j) {
         ulong i = (k0 + j) * D, end = i + D;
         float kdy = (gamma ? gamma[c0 + j] : 1.0f) * a;
@@ -447,11 +453,11 @@ __kernel void bwd_finalize(__global const float *part, ulong nblk, __global cons
     float m = stat_mean(mean + moff, j), a = invstd[ioff + j];
     coef[j] = m;
     coef[T + j] = a;
-    coef[2 * T + j] = constant_stats ? 0.0f : -a * a * (s.y / count);
+    coef[2 * T + j] = constant_stats ? 0.0f : coef_x(a, s.y, count);
 #if CLNORM_KIND == KIND_RMS
     coef[3 * T + j] = 0.0f;
 #else
-    coef[3 * T + j] = constant_stats ? 0.0f : -a * (s.x / count);
+    coef[3 * T + j] = constant_stats ? 0.0f : coef_0(a, s.x, count);
 #endif
 #else
     for (ulong n = 0; n < nsamples; ++n) {
@@ -472,8 +478,8 @@ __kernel void bwd_finalize(__global const float *part, ulong nblk, __global cons
             ulong e = n * tstride + c;
             coef[e] = m;
             coef[T + e] = (gamma ? gamma[c] : 1.0f) * a;
-            coef[2 * T + e] = constant_stats ? 0.0f : -a * a * (sgx / count);
-            coef[3 * T + e] = constant_stats ? 0.0f : -a * (sg / count);
+            coef[2 * T + e] = constant_stats ? 0.0f : coef_x(a, sgx, count);
+            coef[3 * T + e] = constant_stats ? 0.0f : coef_0(a, sg, count);
         }
     }
 #endif
@@ -669,11 +675,11 @@ __kernel void bwd_rows(__global const store_t *x, __global const store_t *dy,
         }
         if (!want_dx)
             continue;
-        float kx = -a * a * (sgx / count);
+        float kx = coef_x(a, sgx, count);
 #if CLNORM_KIND == KIND_RMS
         float k0 = 0.0f;
 #else
-        float k0 = -a * (sg / count);
+        float k0 = coef_0(a, sg, count);
 #endif
         __global store_t *dxr = dx + n * L;
         ulong c = 0;
