@@ -140,6 +140,15 @@ void clnorm_device_info_read(cl_platform_id platform, cl_device_id device,
                     &info->compiler_available, NULL);
     if (info->max_work_group == 0)
         info->max_work_group = 1;
+    /* A lower ceiling than the device's, to run the paths of devices that allow small work-groups
+     * (or whose kernels do) anywhere. */
+    const char *cap = getenv("CLNORM_MAX_WORK_GROUP");
+    if (cap && *cap) {
+        char *end;
+        unsigned long v = strtoul(cap, &end, 10);
+        if (*end == '\0' && v >= 1 && v < info->max_work_group)
+            info->max_work_group = v;
+    }
     /* GPUs get the many-work-items-per-row kernels; CPUs and everything else the
      * one-work-item-per-chunk ones. The variable exists to test either shape anywhere. */
     info->cls = (info->type & CL_DEVICE_TYPE_GPU) ? CLNORM_CLASS_GPU : CLNORM_CLASS_CPU;

@@ -222,7 +222,11 @@ typedef struct clnorm_chain {
 
 void clnorm_chain_begin(clnorm_chain *chain, clnorm_plan *plan, cl_uint num_wait,
                         const cl_event *wait);
-/* Enqueues kernel over global work-items, rounded up to a multiple of local. */
+/* The most work-items per group the kernel allows on the context's device (and under
+ * CLNORM_MAX_WORK_GROUP). */
+size_t clnorm_kernel_max_local(const clnorm_context *ctx, cl_kernel kernel);
+/* Enqueues kernel over global work-items, rounded up to a multiple of local (which shrinks, by
+ * halves, to what the kernel allows). */
 clnorm_status clnorm_chain_step(clnorm_chain *chain, cl_kernel kernel, const char *name,
                                 size_t global, size_t local);
 /* Hands the last command's event to *done (a marker when there was none); releases the rest. */

@@ -20,12 +20,14 @@
 #define FUSED_MAX_SLAB 262144
 /* GPUs reduce row blocks with a work-group each (the *_rows_wg kernels, CLNORM_WG): 256
  * work-items, a multiple of NVIDIA's 32-wide warps and AMD's 64-wide wavefronts, eight of them
- * an SM's 2048 threads, and an 8-level tree; devices that allow less take the largest power of
- * two they allow. Blocks of up to 16K elements (64 per work-item: long enough to amortize the
+ * an SM's 2048 threads, and an 8-level tree; devices, or work-group kernels, that allow less
+ * take the largest power of two they allow, and below COOP_MIN_WG (a warp) the per-work-item
+ * kernels. Blocks of up to 16K elements (64 per work-item: long enough to amortize the
  * tree and keep the merge short), halved while the problem has fewer than COOP_BLOCKS_PER_CU
  * blocks per compute unit, down to 2048 (8 per work-item), so that small problems still spread
  * over the device. Not from the tuning file, whose block is the per-work-item kernels'. */
 #define COOP_WG 256
+#define COOP_MIN_WG 32
 #define COOP_MAX_BLOCK 16384
 #define COOP_MIN_BLOCK 2048
 #define COOP_BLOCKS_PER_CU 8
@@ -187,6 +189,34 @@ static clnorm_status create_kernel(clnorm_plan *plan, cl_program program, const 
 static clnorm_status create_scratch(clnorm_plan *plan, size_t bytes, const char *what,
                                     cl_mem *out);
 
+size_t clnorm_kernel_max_local(const clnorm_context *ctx, cl_kernel kernel)
+{
+    size_t most = 0;
+    if (clGetKernelWorkGroupInfo(kernel, ctx->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof most,
+                                 &most, NULL) != CL_SUCCESS ||
+        most == 0 || most > ctx->info.max_work_group)
+        most = ctx->info.max_work_group;
+    return most;
+}
+
+/* The largest power of two up to wg that every work-group kernel of the program allows; 0 if
+ * one of them cannot be created. */
+static size_t coop_wg_allowed(const clnorm_context *ctx, cl_program program, size_t wg)
+{
+    static const char *const names[] = {"stats_partial_rows_wg", "bwd_partial_rows_wg"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; ++i) {
+        cl_int err;
+        cl_kernel k = clCreateKernel(program, names[i], &err);
+        if (err != CL_SUCCESS)
+            return 0;
+        size_t most = clnorm_kernel_max_local(ctx, k);
+        clReleaseKernel(k);
+        while (wg > most)
+            wg /= 2;
+    }
+    return wg;
+}
+
 clnorm_blocking clnorm_plan_blocking(const clnorm_plan *plan, const clnorm_view *v, size_t cols)
 {
     if (!plan->coop_wg || column_shape(v))
@@ -277,7 +307,7 @@ clnorm_status clnorm_plan_create(clnorm_context *ctx, const clnorm_desc *desc, c
     size_t wg = COOP_WG;
     while (wg > 1 && wg > info->max_work_group)
         wg /= 2;
-    plan->coop_wg = gpu ? wg : 0;
+    plan->coop_wg = gpu && wg >= COOP_MIN_WG ? wg : 0;
 
     /* One channel is the same in either layout: channels-first rows are long, not one element. */
     int apply_mode = per_sample ? 2 : (d->layout == CLNORM_NHWC && d->d > 1 && d->c > 1) ? 1 : 0;
@@ -318,22 +348,30 @@ clnorm_status clnorm_plan_create(clnorm_context *ctx, const clnorm_desc *desc, c
     size_t ct = wide && v->R % 64 == 0 ? 64 : wide && v->R % 32 == 0 ? 32 : cols;
     plan->narrow = narrow;
     plan->col_tile = ct;
-    plan->blocking = clnorm_plan_blocking(plan, v, narrow ? (size_t)narrow : ct);
-    choose_fused(plan, narrow);
 
     /* Only GPU programs hold the work-group kernels (CLNORM_WG): CPUs never run them, and
-     * compiling them cost a CPU program's first build time. */
-    char options[256], wg_option[32] = "";
-    if (plan->coop_wg)
-        snprintf(wg_option, sizeof wg_option, " -DCLNORM_WG=%d", (int)wg);
-    snprintf(options, sizeof options,
-             "-cl-std=CL1.2 -DCLNORM_DTYPE=%d -DCLNORM_KIND=%d -DCLNORM_APPLY=%d -DCLNORM_RT=%d"
-             " -DCLNORM_NARROW=%d -DCLNORM_CT=%d%s",
-             (int)d->dtype, (int)d->kind, apply_mode, (int)cols, narrow, (int)ct, wg_option);
+     * compiling them cost a CPU program's first build time. A device may allow those kernels
+     * fewer work-items than its maximum (registers, local memory): then the program is built
+     * again for the largest size they allow, or, below COOP_MIN_WG, without them. */
     cl_program program;
-    status = clnorm_program_get(ctx, options, &program);
-    if (status != CLNORM_SUCCESS)
-        goto fail;
+    for (;;) {
+        char options[256], wg_option[32] = "";
+        if (plan->coop_wg)
+            snprintf(wg_option, sizeof wg_option, " -DCLNORM_WG=%d", (int)plan->coop_wg);
+        snprintf(options, sizeof options,
+                 "-cl-std=CL1.2 -DCLNORM_DTYPE=%d -DCLNORM_KIND=%d -DCLNORM_APPLY=%d"
+                 " -DCLNORM_RT=%d -DCLNORM_NARROW=%d -DCLNORM_CT=%d%s",
+                 (int)d->dtype, (int)d->kind, apply_mode, (int)cols, narrow, (int)ct, wg_option);
+        status = clnorm_program_get(ctx, options, &program);
+        if (status != CLNORM_SUCCESS)
+            goto fail;
+        size_t allowed = plan->coop_wg ? coop_wg_allowed(ctx, program, plan->coop_wg) : 0;
+        if (allowed == plan->coop_wg)
+            break;
+        plan->coop_wg = allowed >= COOP_MIN_WG ? allowed : 0;
+    }
+    plan->blocking = clnorm_plan_blocking(plan, v, narrow ? (size_t)narrow : ct);
+    choose_fused(plan, narrow);
     const char *rows_kernel = plan->blocking.wg ? "stats_partial_rows_wg" : "stats_partial_rows";
     if ((status = create_kernel(plan, program, rows_kernel, &plan->partial_rows)) ||
         (status = create_kernel(plan, program, "stats_partial_cols", &plan->partial_cols)) ||
@@ -505,6 +543,13 @@ clnorm_status clnorm_chain_step(clnorm_chain *chain, cl_kernel kernel, const cha
             list[count++] = plan->last;
     } else if (ctx->out_of_order) {
         list[count++] = chain->prev;
+    }
+    /* A kernel may allow fewer work-items per group than the device does; the work-group
+     * kernels' CLNORM_WG is chosen to fit theirs (clnorm_plan_create), so theirs never shrinks. */
+    if (local > 1) {
+        size_t most = clnorm_kernel_max_local(ctx, kernel);
+        while (local > most)
+            local /= 2;
     }
     size_t global_size = round_up(global, local);
     cl_int err = clEnqueueNDRangeKernel(ctx->queue, kernel, 1, NULL, &global_size, &local, count,

@@ -522,12 +522,16 @@ int main(void)
     tcase_add_test(tc, every_backward_path_matches_reference);
     tcase_add_test(tc, every_column_shape_matches_reference);
     tcase_add_test(tc, channels_first_groups_match_reference);
-    tcase_add_test(tc, row_blocks_around_the_work_group_size);
     if (!harness_small())
         tcase_add_test(tc, long_reductions_with_offset);
     tcase_add_test(tc, same_input_gives_same_bits);
     tcase_add_test(tc, rejected_calls_write_nothing);
     suite_add_tcase(s, tc);
+    /* Apart, so that CK_RUN_CASE=work_groups runs it alone under smaller work-groups. */
+    TCase *wg = tcase_create("work_groups");
+    tcase_set_timeout(wg, 0);
+    tcase_add_test(wg, row_blocks_around_the_work_group_size);
+    suite_add_tcase(s, wg);
     int rc = harness_run(s);
     free(cases);
     return rc;

@@ -170,11 +170,17 @@ START_TEST(gpu_plans_reduce_rows_a_work_group_per_block)
             clnorm_plan *plan;
             CLNORM_OK(ctx, clnorm_plan_create(ctx, &desc, &plan));
             size_t wg = plan->coop_wg;
-            if (gpu) {
-                ck_assert_uint_ge(wg, 1);
+            if (gpu && wg) {
+                /* a power of two from a warp up, that the device and the kernels allow */
+                ck_assert_uint_ge(wg, 32);
                 ck_assert_uint_le(wg, ctx->info.max_work_group);
                 ck_assert_uint_eq(wg & (wg - 1), 0);
+                if (plan->blocking.wg)
+                    ck_assert_uint_le(wg, clnorm_kernel_max_local(ctx, plan->partial_rows));
             } else {
+                /* CPUs, and GPUs (or CLNORM_MAX_WORK_GROUP) allowing less than a warp */
+                ck_assert(!gpu || ctx->info.max_work_group < 32 ||
+                          clnorm_kernel_max_local(ctx, plan->apply) < 32);
                 ck_assert_uint_eq(wg, 0);
             }
             const clnorm_blocking *bl[] = {&plan->blocking, &plan->bwd_blocking};
@@ -394,8 +400,6 @@ int main(void)
     tcase_add_test(tc, nan_stays_in_its_group);
     tcase_add_test(tc, odd_sizes);
     tcase_add_test(tc, every_forward_path_matches_reference);
-    tcase_add_test(tc, row_blocks_around_the_work_group_size);
-    tcase_add_test(tc, gpu_plans_reduce_rows_a_work_group_per_block);
     if (!harness_small())
         tcase_add_test(tc, large_offset_long_reductions);
     tcase_add_test(tc, inference_with_running_statistics);
@@ -404,6 +408,12 @@ int main(void)
     tcase_add_test(tc, in_place_matches_out_of_place);
     tcase_add_test(tc, running_statistics_over_several_steps);
     suite_add_tcase(s, tc);
+    /* Apart, so that CK_RUN_CASE=work_groups runs them alone under smaller work-groups. */
+    TCase *wg = tcase_create("work_groups");
+    tcase_set_timeout(wg, 0);
+    tcase_add_test(wg, row_blocks_around_the_work_group_size);
+    tcase_add_test(wg, gpu_plans_reduce_rows_a_work_group_per_block);
+    suite_add_tcase(s, wg);
     int rc = harness_run(s);
     free(cases);
     return rc;
