@@ -139,11 +139,19 @@ START_TEST(unwritable_cache_folder_is_no_error)
 }
 END_TEST
 
+/* The source tree the tests were built from, or $CLNORM_SOURCE_DIR where they run elsewhere
+ * (a kit from tools/make-kit). */
+static const char *source_dir(void)
+{
+    const char *s = getenv("CLNORM_SOURCE_DIR");
+    return s && *s ? s : CLNORM_SOURCE_DIR;
+}
+
 static void copy_kernels(const char *to)
 {
     char cmd[2048];
     snprintf(cmd, sizeof cmd, "mkdir -p %s && cp %s/kernels/*.cl %s/kernels/*.clh %s/", to,
-             CLNORM_SOURCE_DIR, CLNORM_SOURCE_DIR, to);
+             source_dir(), source_dir(), to);
     ck_assert_int_eq(system(cmd), 0);
 }
 
