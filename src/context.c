@@ -113,6 +113,17 @@ static long match_spec(const device_entry *list, size_t count, const char *spec)
     return -1;
 }
 
+/* A positive whole number from the environment; 0 where unset or not one. */
+static size_t env_size(const char *name)
+{
+    const char *text = getenv(name);
+    if (!text || !*text)
+        return 0;
+    char *end;
+    unsigned long v = strtoul(text, &end, 10);
+    return *end == '\0' ? (size_t)v : 0;
+}
+
 void clnorm_device_info_read(cl_platform_id platform, cl_device_id device,
                              clnorm_device_info *info)
 {
@@ -138,17 +149,17 @@ void clnorm_device_info_read(cl_platform_id platform, cl_device_id device,
                     &info->max_alloc, NULL);
     clGetDeviceInfo(device, CL_DEVICE_COMPILER_AVAILABLE, sizeof info->compiler_available,
                     &info->compiler_available, NULL);
+    clGetDeviceInfo(device, CL_DEVICE_ENDIAN_LITTLE, sizeof info->little_endian,
+                    &info->little_endian, NULL);
     if (info->max_work_group == 0)
         info->max_work_group = 1;
-    /* A lower ceiling than the device's, to run the paths of devices that allow small work-groups
-     * (or whose kernels do) anywhere. */
-    const char *cap = getenv("CLNORM_MAX_WORK_GROUP");
-    if (cap && *cap) {
-        char *end;
-        unsigned long v = strtoul(cap, &end, 10);
-        if (*end == '\0' && v >= 1 && v < info->max_work_group)
-            info->max_work_group = v;
-    }
+    /* Lower ceilings than the device's, to run anywhere the paths of devices that allow small
+     * work-groups (CLNORM_MAX_WORK_GROUP) or whose kernels allow less than the device does
+     * (CLNORM_MAX_KERNEL_WORK_GROUP: what clnorm_kernel_max_local reports at most). */
+    size_t cap = env_size("CLNORM_MAX_WORK_GROUP");
+    if (cap && cap < info->max_work_group)
+        info->max_work_group = cap;
+    info->max_kernel_work_group = env_size("CLNORM_MAX_KERNEL_WORK_GROUP");
     /* GPUs get the many-work-items-per-row kernels; CPUs and everything else the
      * one-work-item-per-chunk ones. The variable exists to test either shape anywhere. */
     info->cls = (info->type & CL_DEVICE_TYPE_GPU) ? CLNORM_CLASS_GPU : CLNORM_CLASS_CPU;

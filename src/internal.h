@@ -34,8 +34,9 @@ typedef struct clnorm_device_info {
     clnorm_device_class cls; /* which kernel shapes to use */
     cl_uint compute_units;
     size_t max_work_group;
+    size_t max_kernel_work_group; /* testing: a ceiling on every kernel's, 0 for none */
     cl_ulong local_mem, max_alloc;
-    cl_bool compiler_available;
+    cl_bool compiler_available, little_endian;
 } clnorm_device_info;
 
 /* Launch parameters a device is tuned by (tune.c): defaults per device class, or what

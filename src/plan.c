@@ -196,7 +196,8 @@ size_t clnorm_kernel_max_local(const clnorm_context *ctx, cl_kernel kernel)
                                  &most, NULL) != CL_SUCCESS ||
         most == 0 || most > ctx->info.max_work_group)
         most = ctx->info.max_work_group;
-    return most;
+    size_t cap = ctx->info.max_kernel_work_group;
+    return cap && cap < most ? cap : most;
 }
 
 /* The largest power of two up to wg that every work-group kernel of the program allows; 0 if
@@ -352,17 +353,28 @@ clnorm_status clnorm_plan_create(clnorm_context *ctx, const clnorm_desc *desc, c
     /* Only GPU programs hold the work-group kernels (CLNORM_WG): CPUs never run them, and
      * compiling them cost a CPU program's first build time. A device may allow those kernels
      * fewer work-items than its maximum (registers, local memory): then the program is built
-     * again for the largest size they allow, or, below COOP_MIN_WG, without them. */
+     * again for the largest size they allow, or, below COOP_MIN_WG or where the build with them
+     * fails, without them. */
     cl_program program;
     for (;;) {
         char options[256], wg_option[32] = "";
         if (plan->coop_wg)
             snprintf(wg_option, sizeof wg_option, " -DCLNORM_WG=%d", (int)plan->coop_wg);
+        /* bf16 stores pair elements into uints on little-endian devices (common.clh) */
+        const char *endian =
+            d->dtype == CLNORM_BF16 && info->little_endian ? " -DCLNORM_LITTLE_ENDIAN=1" : "";
         snprintf(options, sizeof options,
                  "-cl-std=CL1.2 -DCLNORM_DTYPE=%d -DCLNORM_KIND=%d -DCLNORM_APPLY=%d"
-                 " -DCLNORM_RT=%d -DCLNORM_NARROW=%d -DCLNORM_CT=%d%s",
-                 (int)d->dtype, (int)d->kind, apply_mode, (int)cols, narrow, (int)ct, wg_option);
+                 " -DCLNORM_RT=%d -DCLNORM_NARROW=%d -DCLNORM_CT=%d%s%s",
+                 (int)d->dtype, (int)d->kind, apply_mode, (int)cols, narrow, (int)ct, wg_option,
+                 endian);
         status = clnorm_program_get(ctx, options, &program);
+        if (status != CLNORM_SUCCESS && plan->coop_wg) {
+            /* a compiler may refuse the work-group kernels' required size outright */
+            plan->coop_wg = 0;
+            clnorm_error_clear(ctx);
+            continue;
+        }
         if (status != CLNORM_SUCCESS)
             goto fail;
         size_t allowed = plan->coop_wg ? coop_wg_allowed(ctx, program, plan->coop_wg) : 0;
