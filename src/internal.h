@@ -141,6 +141,13 @@ struct clnorm_plan {
     /* fused_slab: the kernel is norm_slab (channels-last INSTANCE and GROUP: one work-item per
      * sample, blocks of fused_block rows) */
     int fused_slab;
+    /* Each of its kernels' most work-items per group (clnorm_kernel_max_local), read when the
+     * kernel is created, so that launches need not ask the driver. */
+    struct {
+        cl_kernel kernel;
+        size_t most;
+    } limits[24];
+    size_t nlimits;
     cl_mem partials, stats, table; /* scratch, owned by the plan */
     /* Backward: its reduction view has one slice per channel of a group (GROUP channels-first
      * differs from forward); LAYER/RMS add column sums over samples for dgamma/dbeta. */

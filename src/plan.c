@@ -256,6 +256,12 @@ static clnorm_status create_kernel(clnorm_plan *plan, cl_program program, const 
     *out = clCreateKernel(program, name, &err);
     if (err != CL_SUCCESS)
         return clnorm_fail_cl(plan->ctx, err, "clCreateKernel", name);
+    size_t n = plan->nlimits;
+    if (n < sizeof plan->limits / sizeof plan->limits[0]) {
+        plan->limits[n].kernel = *out;
+        plan->limits[n].most = clnorm_kernel_max_local(plan->ctx, *out);
+        plan->nlimits = n + 1;
+    }
     return CLNORM_SUCCESS;
 }
 
@@ -559,7 +565,12 @@ clnorm_status clnorm_chain_step(clnorm_chain *chain, cl_kernel kernel, const cha
     /* A kernel may allow fewer work-items per group than the device does; the work-group
      * kernels' CLNORM_WG is chosen to fit theirs (clnorm_plan_create), so theirs never shrinks. */
     if (local > 1) {
-        size_t most = clnorm_kernel_max_local(ctx, kernel);
+        size_t most = 0;
+        for (size_t i = 0; i < plan->nlimits && !most; ++i)
+            if (plan->limits[i].kernel == kernel)
+                most = plan->limits[i].most;
+        if (!most)
+            most = clnorm_kernel_max_local(ctx, kernel);
         while (local > most)
             local /= 2;
     }
