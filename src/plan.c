@@ -189,6 +189,14 @@ static clnorm_status create_kernel(clnorm_plan *plan, cl_program program, const 
 static clnorm_status create_scratch(clnorm_plan *plan, size_t bytes, const char *what,
                                     cl_mem *out);
 
+/* n halved until it is at most `most` (>= 1): powers of two stay powers of two. */
+static size_t halve_to(size_t n, size_t most)
+{
+    while (n > most)
+        n /= 2;
+    return n;
+}
+
 size_t clnorm_kernel_max_local(const clnorm_context *ctx, cl_kernel kernel)
 {
     size_t most = 0;
@@ -210,10 +218,8 @@ static size_t coop_wg_allowed(const clnorm_context *ctx, cl_program program, siz
         cl_kernel k = clCreateKernel(program, names[i], &err);
         if (err != CL_SUCCESS)
             return 0;
-        size_t most = clnorm_kernel_max_local(ctx, k);
+        wg = halve_to(wg, clnorm_kernel_max_local(ctx, k));
         clReleaseKernel(k);
-        while (wg > most)
-            wg /= 2;
     }
     return wg;
 }
@@ -311,9 +317,7 @@ clnorm_status clnorm_plan_create(clnorm_context *ctx, const clnorm_desc *desc, c
     plan->local_size = ctx->tuning.local;
     if (plan->local_size > info->max_work_group)
         plan->local_size = info->max_work_group;
-    size_t wg = COOP_WG;
-    while (wg > 1 && wg > info->max_work_group)
-        wg /= 2;
+    size_t wg = halve_to(COOP_WG, info->max_work_group);
     plan->coop_wg = gpu && wg >= COOP_MIN_WG ? wg : 0;
 
     /* One channel is the same in either layout: channels-first rows are long, not one element. */
@@ -569,10 +573,7 @@ clnorm_status clnorm_chain_step(clnorm_chain *chain, cl_kernel kernel, const cha
         for (size_t i = 0; i < plan->nlimits && !most; ++i)
             if (plan->limits[i].kernel == kernel)
                 most = plan->limits[i].most;
-        if (!most)
-            most = clnorm_kernel_max_local(ctx, kernel);
-        while (local > most)
-            local /= 2;
+        local = halve_to(local, most ? most : clnorm_kernel_max_local(ctx, kernel));
     }
     size_t global_size = round_up(global, local);
     cl_int err = clEnqueueNDRangeKernel(ctx->queue, kernel, 1, NULL, &global_size, &local, count,
