@@ -486,11 +486,13 @@ __kernel void bwd_finalize(__global const float *part, ulong nblk, __global cons
 }
 
 /* LAYER/RMS dgamma, dbeta: column sums over the N samples of the [N][L] matrix, CLNORM_RT
- * columns and qb samples per work-item; partials (sum dy, sum dy*xh) per (column, block). */
+ * columns and qb samples per work-item; partials (sum dy, sum dy*xh) per (column, block), or,
+ * with a single block (part NULL), dbeta and dgamma themselves. */
 __kernel void bwd_param_partial(__global const store_t *x, __global const store_t *dy,
                                 __global float *part, __global const float *mean, ulong moff,
                                 __global const float *invstd, ulong ioff, ulong N, ulong L,
-                                ulong qb, ulong nqb)
+                                ulong qb, ulong nqb, __global float *dgamma,
+                                __global float *dbeta)
 {
     ulong g = get_global_id(0);
     ulong nrt = (L + CLNORM_RT - 1) / CLNORM_RT;
@@ -508,6 +510,13 @@ __kernel void bwd_param_partial(__global const store_t *x, __global const store_
             float8 d = LOAD8(dy, n * L + c0);
             sb += d;
             sgm += d * ((LOAD8(x, n * L + c0) - m) * a);
+        }
+        if (!part) {
+            if (dbeta)
+                vstore8(sb, 0, dbeta + c0);
+            if (dgamma)
+                vstore8(sgm, 0, dgamma + c0);
+            return;
         }
         ulong o = c0 * nqb + qbi;
         part[2 * (o + 0 * nqb)] = sb.s0, part[2 * (o + 0 * nqb) + 1] = sgm.s0;
@@ -529,8 +538,15 @@ __kernel void bwd_param_partial(__global const store_t *x, __global const store_
             sb += d;
             sgm += d * ((LOAD1(x, n * L + c) - m) * a);
         }
-        part[2 * (c * nqb + qbi)] = sb;
-        part[2 * (c * nqb + qbi) + 1] = sgm;
+        if (part) {
+            part[2 * (c * nqb + qbi)] = sb;
+            part[2 * (c * nqb + qbi) + 1] = sgm;
+        } else {
+            if (dbeta)
+                dbeta[c] = sb;
+            if (dgamma)
+                dgamma[c] = sgm;
+        }
     }
 }
 

@@ -45,12 +45,9 @@ clnorm_status clnorm_plan_backward_setup(clnorm_plan *plan, cl_program program)
         (s = clnorm_plan_kernel(plan, program, "bwd_running_stats", &plan->bwd_running_stats)) ||
         (s = clnorm_plan_kernel(plan, program, "bwd_apply", &plan->bwd_apply)))
         return s;
-    size_t slices = v.P * v.R;
-    if ((s = clnorm_plan_scratch(plan, slices * plan->bwd_blocking.nblk * 2 * sizeof(float),
-                                 "backward partial sums", &plan->bwd_partials)) ||
-        (s = clnorm_plan_scratch(plan, plan->coef_size * 4 * sizeof(float),
-                                 "backward coefficients", &plan->coef)))
-        return s;
+    /* Sizes only: the first backward allocates (clnorm_plan_backward_scratch). */
+    plan->bwd_partials_bytes = v.P * v.R * plan->bwd_blocking.nblk * 2 * sizeof(float);
+    plan->coef_bytes = plan->coef_size * 4 * sizeof(float);
     size_t L = d->c * d->d, cores = plan->ctx->info.compute_units;
     if (cores == 0)
         cores = 1;
@@ -58,11 +55,10 @@ clnorm_status clnorm_plan_backward_setup(clnorm_plan *plan, cl_program program)
         size_t want = cores * ITEMS_PER_CORE;
         plan->bwd_rows_per_item = (d->n + want - 1) / want;
         plan->bwd_row_items = (d->n + plan->bwd_rows_per_item - 1) / plan->bwd_rows_per_item;
+        plan->bwd_row_partials_bytes = plan->bwd_row_items * 2 * L * sizeof(float);
         if ((s = clnorm_plan_kernel(plan, program, "bwd_rows", &plan->bwd_rows)) ||
             (s = clnorm_plan_kernel(plan, program, "bwd_rows_param_finalize",
-                                    &plan->bwd_rows_param_finalize)) ||
-            (s = clnorm_plan_scratch(plan, plan->bwd_row_items * 2 * L * sizeof(float),
-                                     "row parameter partials", &plan->bwd_row_partials)))
+                                    &plan->bwd_rows_param_finalize)))
             return s;
     }
     if (plan->fused_slab &&
@@ -83,11 +79,24 @@ clnorm_status clnorm_plan_backward_setup(clnorm_plan *plan, cl_program program)
         plan->param_blocking.nqb = (d->n + PARAM_BLOCK_ROWS - 1) / PARAM_BLOCK_ROWS;
         plan->param_blocking.qb = PARAM_BLOCK_ROWS;
         plan->param_blocking.work_items = plan->param_blocking.nqb * ((L + cols - 1) / cols);
-        if ((s = clnorm_plan_scratch(plan, L * plan->param_blocking.nqb * 2 * sizeof(float),
-                                     "parameter partial sums", &plan->param_partials)))
-            return s;
+        /* One block of samples writes dgamma and dbeta itself: no partials (n = 1 with a
+         * 2 GiB sample would otherwise need 8 bytes of scratch per element). */
+        if (plan->param_blocking.nqb > 1)
+            plan->param_partials_bytes = L * plan->param_blocking.nqb * 2 * sizeof(float);
     }
     return CLNORM_SUCCESS;
+}
+
+clnorm_status clnorm_plan_backward_scratch(clnorm_plan *plan)
+{
+    clnorm_scratch_need need[] = {
+        {&plan->bwd_partials, plan->bwd_partials_bytes, "backward partial sums"},
+        {&plan->coef, plan->coef_bytes, "backward coefficients"},
+        {&plan->param_partials, plan->param_partials_bytes, "parameter partial sums"},
+        {&plan->bwd_row_partials, plan->bwd_row_partials_bytes, "row parameter partials"},
+    };
+    /* Row parameter partials exist only where the one-pass row kernel does. */
+    return clnorm_plan_scratch_make(plan, need, plan->bwd_rows ? 4 : 3);
 }
 
 void clnorm_plan_backward_release(clnorm_plan *plan)
@@ -113,6 +122,7 @@ typedef struct stats_source {
     cl_mem mean, invstd;
     cl_ulong moff, ioff;
     int use_running; /* constants: INFERENCE with running statistics */
+    int own;         /* in plan->stats: the running ones, or recomputed from x */
 } stats_source;
 
 static clnorm_status check_backward(const clnorm_plan *plan, clnorm_mode mode,
@@ -133,14 +143,23 @@ static clnorm_status check_backward(const clnorm_plan *plan, clnorm_mode mode,
                            "bufs.%s: required when bufs.%s is given (both or neither)",
                            b->save_mean ? "save_invstd" : "save_mean",
                            b->save_mean ? "save_mean" : "save_invstd");
-    if ((s = clnorm_buffer_check(ctx, b->x, bytes, data, "bufs.x")) ||
-        (s = clnorm_buffer_check(ctx, b->dy, bytes, data, "bufs.dy")) ||
-        (s = clnorm_buffer_check(ctx, b->dx, bytes, 0, "bufs.dx")) ||
-        (s = clnorm_buffer_check(ctx, b->gamma, params, 0, "bufs.gamma")) ||
-        (s = clnorm_buffer_check(ctx, b->dgamma, params, 0, "bufs.dgamma")) ||
-        (s = clnorm_buffer_check(ctx, b->dbeta, params, 0, "bufs.dbeta")) ||
-        (s = clnorm_buffer_check(ctx, rms ? NULL : b->save_mean, stats, 0, "bufs.save_mean")) ||
-        (s = clnorm_buffer_check(ctx, b->save_invstd, stats, 0, "bufs.save_invstd")))
+    /* Statistics: the running ones as constants, else save_* when given (RMS has no mean). */
+    int R = CLNORM_READS, W = CLNORM_WRITES;
+    int saved = src->use_running ? 0 : R;
+    size_t running = d->c * sizeof(float);
+    clnorm_role roles[] = {
+        {"bufs.x", b->x, bytes, data, R, NULL},
+        {"bufs.dy", b->dy, bytes, data, R, NULL},
+        {"bufs.dx", b->dx, bytes, 0, W, "bufs.dy"},
+        {"bufs.gamma", b->gamma, params, 0, R, NULL},
+        {"bufs.dgamma", b->dgamma, params, 0, W, NULL},
+        {"bufs.dbeta", b->dbeta, params, 0, W, NULL},
+        {"bufs.running_mean", b->running_mean, running, 0, src->use_running ? R : 0, NULL},
+        {"bufs.running_var", b->running_var, running, 0, src->use_running ? R : 0, NULL},
+        {"bufs.save_mean", rms ? NULL : b->save_mean, stats, 0, saved, NULL},
+        {"bufs.save_invstd", b->save_invstd, stats, 0, saved, NULL},
+    };
+    if ((s = clnorm_roles_check(ctx, roles, sizeof roles / sizeof roles[0])))
         return s;
     if (!src->use_running && b->save_invstd) {
         /* RMS has no mean: any buffer does, the kernels never read it. */
@@ -148,7 +167,7 @@ static clnorm_status check_backward(const clnorm_plan *plan, clnorm_mode mode,
         src->invstd = b->save_invstd;
         src->moff = src->ioff = 0;
     } else {
-        src->mean = src->invstd = plan->stats;
+        src->own = 1; /* plan->stats is allocated by the call (clnorm_plan_forward_scratch) */
         src->moff = 0;
         src->ioff = plan->stats_count;
     }
@@ -269,14 +288,18 @@ static clnorm_status enqueue_param_sums(clnorm_plan *plan, clnorm_chain *chain,
     const clnorm_blocking *pb = &plan->param_blocking;
     cl_ulong N = plan->desc.n, L = plan->desc.c * plan->desc.d, qb = pb->qb, nqb = pb->nqb;
     clnorm_status s;
-    clnorm_karg args[] = {KARG(b->x),     KARG(b->dy),     KARG(plan->param_partials),
-                          KARG(src->mean), KARG(src->moff), KARG(src->invstd),
-                          KARG(src->ioff), KARG(N),        KARG(L),
-                          KARG(qb),       KARG(nqb)};
-    if ((s = clnorm_set_args(ctx, plan->bwd_param_partial, "bwd_param_partial", args, 11)) ||
+    /* A single block of samples sums into dgamma and dbeta directly (part NULL). */
+    cl_mem part = nqb > 1 ? plan->param_partials : NULL;
+    clnorm_karg args[] = {KARG(b->x),      KARG(b->dy),     KARG(part),     KARG(src->mean),
+                          KARG(src->moff), KARG(src->invstd), KARG(src->ioff), KARG(N),
+                          KARG(L),         KARG(qb),        KARG(nqb),      KARG(b->dgamma),
+                          KARG(b->dbeta)};
+    if ((s = clnorm_set_args(ctx, plan->bwd_param_partial, "bwd_param_partial", args, 13)) ||
         (s = clnorm_chain_step(chain, plan->bwd_param_partial, "bwd_param_partial",
                                pb->work_items, plan->local_size)))
         return s;
+    if (nqb == 1)
+        return CLNORM_SUCCESS;
     clnorm_karg fin[] = {KARG(plan->param_partials), KARG(nqb), KARG(L), KARG(b->dgamma),
                          KARG(b->dbeta)};
     if ((s = clnorm_set_args(ctx, plan->bwd_param_finalize, "bwd_param_finalize", fin, 5)))
@@ -351,7 +374,7 @@ static clnorm_status enqueue_backward(clnorm_plan *plan, clnorm_chain *chain,
     clnorm_status s = CLNORM_SUCCESS;
     if (src->use_running)
         s = enqueue_running_stats(plan, chain, b);
-    else if (src->mean == plan->stats)
+    else if (src->own)
         s = clnorm_forward_statistics(plan, chain, b->x);
     if (s)
         return s;
@@ -375,7 +398,7 @@ clnorm_status clnorm_backward(clnorm_plan *plan, clnorm_mode mode, const clnorm_
     clnorm_status s = clnorm_call_begin(plan, num_wait, wait, done);
     if (s)
         return s;
-    stats_source src;
+    stats_source src = {0};
     s = check_backward(plan, mode, bufs, &src);
     if (s)
         return s;
@@ -383,8 +406,15 @@ clnorm_status clnorm_backward(clnorm_plan *plan, clnorm_mode mode, const clnorm_
     clnorm_chain chain;
     pthread_mutex_lock(&plan->lock);
     clnorm_chain_begin(&chain, plan, num_wait, wait);
-    if (plan->elements > 0 && (bufs->dx || bufs->dgamma || bufs->dbeta))
-        s = enqueue_backward(plan, &chain, bufs, &src);
+    if (plan->elements > 0 && (bufs->dx || bufs->dgamma || bufs->dbeta)) {
+        if (src.own)
+            s = clnorm_plan_forward_scratch(plan);
+        if (!s && !(s = clnorm_plan_backward_scratch(plan))) {
+            if (src.own)
+                src.mean = src.invstd = plan->stats;
+            s = enqueue_backward(plan, &chain, bufs, &src);
+        }
+    }
     s = clnorm_chain_end(&chain, s, done);
     pthread_mutex_unlock(&plan->lock);
     return s;

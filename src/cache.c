@@ -52,6 +52,26 @@ int clnorm_cache_dir(char *out, size_t size)
     return n > 0 && (size_t)n < size;
 }
 
+int clnorm_cache_info(char *text, size_t size)
+{
+    char dir[4096];
+    const char *off = getenv("CLNORM_CACHE");
+    int usable = 0;
+    if (off && strcmp(off, "0") == 0) {
+        snprintf(text, size, "off: CLNORM_CACHE=0");
+    } else if (!clnorm_cache_dir(dir, sizeof dir)) {
+        snprintf(text, size, "off: no folder (CLNORM_CACHE_DIR, XDG_CACHE_HOME and HOME unset)");
+    } else if (!clnorm_make_dirs(dir)) {
+        snprintf(text, size, "off: %s: cannot create it (%s)", dir, strerror(errno));
+    } else if (access(dir, W_OK | X_OK) != 0) {
+        snprintf(text, size, "off: %s: not writable (%s)", dir, strerror(errno));
+    } else {
+        snprintf(text, size, "on: %s", dir);
+        usable = 1;
+    }
+    return usable;
+}
+
 static int file_path(const char *key, size_t key_size, char *out, size_t size)
 {
     char dir[4096];

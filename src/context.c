@@ -147,6 +147,12 @@ void clnorm_device_info_read(cl_platform_id platform, cl_device_id device,
                     NULL);
     clGetDeviceInfo(device, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof info->max_alloc,
                     &info->max_alloc, NULL);
+    clGetDeviceInfo(device, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof info->global_mem,
+                    &info->global_mem, NULL);
+    /* testing: the scratch limits on a device with less memory */
+    size_t alloc_cap = env_size("CLNORM_MAX_ALLOC");
+    if (alloc_cap && (info->max_alloc == 0 || alloc_cap < info->max_alloc))
+        info->max_alloc = alloc_cap;
     clGetDeviceInfo(device, CL_DEVICE_COMPILER_AVAILABLE, sizeof info->compiler_available,
                     &info->compiler_available, NULL);
     clGetDeviceInfo(device, CL_DEVICE_ENDIAN_LITTLE, sizeof info->little_endian,
@@ -179,6 +185,12 @@ static clnorm_context *context_new(void)
         free(ctx);
         return NULL;
     }
+    if (pthread_mutex_init(&ctx->held_lock, NULL) != 0) {
+        pthread_mutex_destroy(&ctx->lock);
+        free(ctx);
+        return NULL;
+    }
+    ctx->held_tail = &ctx->held;
     ctx->serial = atomic_fetch_add(&next_serial, 1);
     atomic_init(&ctx->refs, 1);
     return ctx;
@@ -186,6 +198,9 @@ static clnorm_context *context_new(void)
 
 static void context_free(clnorm_context *ctx)
 {
+    /* The last plan is gone, so no call is running: what still waits is released now. */
+    clnorm_held_reap(ctx, 1);
+    pthread_mutex_destroy(&ctx->held_lock);
     for (clnorm_program_entry *e = ctx->programs, *next; e; e = next) {
         next = e->next;
         clReleaseProgram(e->program);

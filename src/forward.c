@@ -7,22 +7,29 @@
 static clnorm_status check_forward(const clnorm_plan *plan, clnorm_mode mode,
                                    const clnorm_buffers *b, int *use_running)
 {
-    const clnorm_context *ctx = plan->ctx;
     const clnorm_desc *d = &plan->desc;
     clnorm_status s;
     if ((s = clnorm_check_call(plan, mode, b, use_running)))
         return s;
     size_t bytes = plan->elements * clnorm_dtype_size(d->dtype);
-    size_t stats = plan->stats_count * sizeof(float);
+    size_t stats = plan->stats_count * sizeof(float), params = clnorm_param_bytes(d);
+    size_t running = d->c * sizeof(float);
     int data = plan->elements > 0; /* n == 0: nothing to read or write */
-    if ((s = clnorm_buffer_check(ctx, b->x, bytes, data, "bufs.x")) ||
-        (s = clnorm_buffer_check(ctx, b->y, bytes, data, "bufs.y")) ||
-        (s = clnorm_buffer_check(ctx, b->gamma, clnorm_param_bytes(d), 0, "bufs.gamma")) ||
-        (s = clnorm_buffer_check(ctx, b->beta, clnorm_param_bytes(d), 0, "bufs.beta")) ||
-        (s = clnorm_buffer_check(ctx, b->save_mean, stats, 0, "bufs.save_mean")) ||
-        (s = clnorm_buffer_check(ctx, b->save_invstd, stats, 0, "bufs.save_invstd")))
-        return s;
-    return CLNORM_SUCCESS;
+    int R = CLNORM_READS, W = CLNORM_WRITES;
+    int run = *use_running ? R : mode == CLNORM_TRAINING ? R | W : 0;
+    clnorm_role roles[] = {
+        {"bufs.x", b->x, bytes, data, R, NULL},
+        {"bufs.y", b->y, bytes, data, W, "bufs.x"},
+        {"bufs.gamma", b->gamma, params, 0, R, NULL},
+        {"bufs.beta", b->beta, params, 0, R, NULL},
+        {"bufs.running_mean", b->running_mean, running, 0, run, NULL},
+        {"bufs.running_var", b->running_var, running, 0, run, NULL},
+        /* RMS has no mean to save */
+        {"bufs.save_mean", b->save_mean, stats, 0,
+         *use_running || d->kind == CLNORM_RMS ? 0 : W, NULL},
+        {"bufs.save_invstd", b->save_invstd, stats, 0, *use_running ? 0 : W, NULL},
+    };
+    return clnorm_roles_check(plan->ctx, roles, sizeof roles / sizeof roles[0]);
 }
 
 /* The merge of the partials, cut in blocks of qb x sb, nblk per group (sblocks per segment). */
@@ -196,13 +203,15 @@ clnorm_status clnorm_forward(clnorm_plan *plan, clnorm_mode mode, const clnorm_b
     clnorm_chain chain;
     pthread_mutex_lock(&plan->lock);
     clnorm_chain_begin(&chain, plan, num_wait, wait);
-    if (plan->elements > 0 && plan->fused && !use_running) {
-        s = enqueue_fused(plan, &chain, mode, bufs);
-    } else if (plan->elements > 0) {
-        s = use_running ? enqueue_running_table(plan, &chain, bufs)
-                        : enqueue_statistics(plan, &chain, mode, bufs);
-        if (!s)
-            s = enqueue_apply(plan, &chain, bufs, use_running);
+    if (plan->elements > 0 && !(s = clnorm_plan_forward_scratch(plan))) {
+        if (plan->fused && !use_running) {
+            s = enqueue_fused(plan, &chain, mode, bufs);
+        } else {
+            s = use_running ? enqueue_running_table(plan, &chain, bufs)
+                            : enqueue_statistics(plan, &chain, mode, bufs);
+            if (!s)
+                s = enqueue_apply(plan, &chain, bufs, use_running);
+        }
     }
     s = clnorm_chain_end(&chain, s, done);
     pthread_mutex_unlock(&plan->lock);

@@ -35,7 +35,7 @@ typedef struct clnorm_device_info {
     cl_uint compute_units;
     size_t max_work_group;
     size_t max_kernel_work_group; /* testing: a ceiling on every kernel's, 0 for none */
-    cl_ulong local_mem, max_alloc;
+    cl_ulong local_mem, max_alloc, global_mem; /* max_alloc: CLNORM_MAX_ALLOC may lower it */
     cl_bool compiler_available, little_endian;
 } clnorm_device_info;
 
@@ -67,6 +67,9 @@ struct clnorm_context {
     pthread_mutex_t lock; /* guards programs and the counters below */
     clnorm_program_entry *programs;
     unsigned long compiled, loaded; /* programs built from source / from the binary cache */
+    pthread_mutex_t held_lock;      /* guards held and held_tail */
+    struct clnorm_held *held;       /* calls' events not yet all resolved, oldest first */
+    struct clnorm_held **held_tail; /* where the next record goes (chain.c) */
 };
 
 /* Fills info for a device; the class honours CLNORM_DEVICE_CLASS=cpu|gpu (for testing the
@@ -148,7 +151,11 @@ struct clnorm_plan {
         size_t most;
     } limits[24];
     size_t nlimits;
-    cl_mem partials, stats, table; /* scratch, owned by the plan */
+    /* Scratch, owned by the plan and allocated by the first call that needs it; the sizes are
+     * set at creation. scratch_held: bytes allocated so far. */
+    cl_mem partials, stats, table;
+    size_t partials_bytes, stats_bytes, table_bytes;
+    size_t scratch_held;
     /* Backward: its reduction view has one slice per channel of a group (GROUP channels-first
      * differs from forward); LAYER/RMS add column sums over samples for dgamma/dbeta. */
     clnorm_view bwd_view;
@@ -162,6 +169,7 @@ struct clnorm_plan {
     cl_kernel bwd_partial_rows, bwd_partial_cols, bwd_finalize, bwd_param_partial,
         bwd_param_finalize, bwd_running_stats, bwd_apply;
     cl_mem bwd_partials, coef, param_partials;
+    size_t bwd_partials_bytes, coef_bytes, param_partials_bytes, bwd_row_partials_bytes;
     /* LAYER/RMS rows that fit in cache on CPUs: one pass per row (bwd_rows), its parameter
      * partials per work-item summed by bwd_rows_param_finalize. rows_per_item 0: not used. */
     size_t bwd_rows_per_item, bwd_row_items;
@@ -188,7 +196,19 @@ clnorm_blocking clnorm_plan_blocking(const clnorm_plan *plan, const clnorm_view 
 size_t clnorm_plan_items_local(const clnorm_plan *plan, size_t items);
 clnorm_status clnorm_plan_kernel(clnorm_plan *plan, cl_program program, const char *name,
                                  cl_kernel *out);
-clnorm_status clnorm_plan_scratch(clnorm_plan *plan, size_t bytes, const char *what, cl_mem *out);
+/* Scratch buffers a pass needs: those not made yet are allocated, all or none, after checking
+ * them against the device's largest allocation and memory (UNSUPPORTED, OUT_OF_MEMORY with the
+ * sizes named). Called with the plan's lock held. */
+typedef struct clnorm_scratch_need {
+    cl_mem *mem;
+    size_t bytes;
+    const char *what;
+} clnorm_scratch_need;
+clnorm_status clnorm_plan_scratch_make(clnorm_plan *plan, const clnorm_scratch_need *need,
+                                       size_t count);
+/* Forward's statistics scratch (partials, statistics, apply table); backward's own. */
+clnorm_status clnorm_plan_forward_scratch(clnorm_plan *plan);
+clnorm_status clnorm_plan_backward_scratch(clnorm_plan *plan);
 /* Backward's kernels and scratch (backward.c); release accepts a partly built plan. */
 clnorm_status clnorm_plan_backward_setup(clnorm_plan *plan, cl_program program);
 void clnorm_plan_backward_release(clnorm_plan *plan);
@@ -198,36 +218,51 @@ const char *clnorm_kind_name(clnorm_kind kind); /* "BATCH", ... */
 /* Validates the descriptor; the message names the field. */
 clnorm_status clnorm_desc_check(const clnorm_context *ctx, const clnorm_desc *desc);
 
-/* The start of every forward/backward call: plan present, last error cleared, *done NULL, a
- * wait list that matches its count. */
+/* The start of every forward/backward call (buffers.c): plan present, last error cleared, *done
+ * NULL, a wait list that matches its count, of non-NULL events of the plan's context. */
 clnorm_status clnorm_call_begin(clnorm_plan *plan, cl_uint num_wait, const cl_event *wait,
                                 cl_event *done);
 /* Bytes of gamma, beta, dgamma or dbeta: C floats, or C*D for LAYER and RMS. */
 size_t clnorm_param_bytes(const clnorm_desc *desc);
 /* What forward and backward check alike: the mode, bufs, running statistics (allowed for the
- * kind, both or neither, large enough), and no own statistics over single elements. Sets
- * *use_running: INFERENCE with running statistics. */
+ * kind, both or neither), and no own statistics over single elements. Sets *use_running:
+ * INFERENCE with running statistics. The buffers themselves: clnorm_roles_check. */
 clnorm_status clnorm_check_call(const clnorm_plan *plan, clnorm_mode mode,
                                 const clnorm_buffers *b, int *use_running);
 
-/* Checks that buf is present (or may be absent) and holds at least bytes. */
-clnorm_status clnorm_buffer_check(const clnorm_context *ctx, cl_mem buf, size_t bytes,
-                                  int required, const char *field);
+/* One buffer a call is handed (buffers.c). */
+enum { CLNORM_READS = 1, CLNORM_WRITES = 2 }; /* access: 0 for a role this call never touches */
+typedef struct clnorm_role {
+    const char *field; /* "bufs.y" */
+    cl_mem mem;
+    size_t bytes; /* what the call touches, from offset 0 */
+    int required;
+    int access;
+    const char *in_place; /* the field this one may be exactly (y: "bufs.x"), or NULL */
+} clnorm_role;
+/* Every role present where required, a buffer of the plan's context, large enough, with flags
+ * that allow its access, and no written role sharing bytes with another but its in-place one. */
+clnorm_status clnorm_roles_check(const clnorm_context *ctx, const clnorm_role *roles,
+                                 size_t count);
 
 /*
- * A call's sequence of kernels. The first waits for the caller's events (and, on an
- * out-of-order queue, for the plan's previous call, which shares its scratch buffers); each
- * later one waits for the one before. The plan's lock must be held from the first step to
- * clnorm_chain_end.
+ * A call's sequence of kernels (chain.c): the first waits for the caller's events, the gate (a
+ * user event opened by clnorm_chain_end only when every command was enqueued) and, on an
+ * out-of-order queue, the plan's previous call, which shares its scratch; each later one waits
+ * for the one before. The plan's lock must be held from clnorm_chain_begin to clnorm_chain_end.
  */
+#define CLNORM_CHAIN_MAX 12
 typedef struct clnorm_chain {
     clnorm_plan *plan;
     cl_uint num_wait;
     const cl_event *wait;
-    cl_event prev;
+    cl_event gate;
+    cl_event prior; /* the plan's previous call, when the first command waits for it */
+    cl_event events[CLNORM_CHAIN_MAX];
     int steps;
 } clnorm_chain;
 
+/* Also reaps the context's held events that have resolved. */
 void clnorm_chain_begin(clnorm_chain *chain, clnorm_plan *plan, cl_uint num_wait,
                         const cl_event *wait);
 /* The most work-items per group the kernel allows on the context's device (and under
@@ -237,8 +272,14 @@ size_t clnorm_kernel_max_local(const clnorm_context *ctx, cl_kernel kernel);
  * halves, to what the kernel allows). */
 clnorm_status clnorm_chain_step(clnorm_chain *chain, cl_kernel kernel, const char *name,
                                 size_t global, size_t local);
-/* Hands the last command's event to *done (a marker when there was none); releases the rest. */
+/* Opens the gate on success, or terminates the enqueued commands on failure; hands the last
+ * command's event to *done (a marker when there was none) on success. The call's events stay
+ * held on the context until they and the caller's events have all resolved. */
 clnorm_status clnorm_chain_end(clnorm_chain *chain, clnorm_status status, cl_event *done);
+/* Releases the held records whose events all resolved; all: every record (context release). */
+void clnorm_held_reap(clnorm_context *ctx, int all);
+/* n halved until it is at most `most` (>= 1): powers of two stay powers of two. */
+size_t clnorm_halve_to(size_t n, size_t most);
 
 /* One kernel argument: KARG(variable) takes its size and address. */
 typedef struct clnorm_karg {

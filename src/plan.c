@@ -186,16 +186,6 @@ static void choose_fused(clnorm_plan *plan, int narrow)
 
 static clnorm_status create_kernel(clnorm_plan *plan, cl_program program, const char *name,
                                    cl_kernel *out);
-static clnorm_status create_scratch(clnorm_plan *plan, size_t bytes, const char *what,
-                                    cl_mem *out);
-
-/* n halved until it is at most `most` (>= 1): powers of two stay powers of two. */
-static size_t halve_to(size_t n, size_t most)
-{
-    while (n > most)
-        n /= 2;
-    return n;
-}
 
 size_t clnorm_kernel_max_local(const clnorm_context *ctx, cl_kernel kernel)
 {
@@ -218,7 +208,7 @@ static size_t coop_wg_allowed(const clnorm_context *ctx, cl_program program, siz
         cl_kernel k = clCreateKernel(program, names[i], &err);
         if (err != CL_SUCCESS)
             return 0;
-        wg = halve_to(wg, clnorm_kernel_max_local(ctx, k));
+        wg = clnorm_halve_to(wg, clnorm_kernel_max_local(ctx, k));
         clReleaseKernel(k);
     }
     return wg;
@@ -250,11 +240,6 @@ clnorm_status clnorm_plan_kernel(clnorm_plan *plan, cl_program program, const ch
     return create_kernel(plan, program, name, out);
 }
 
-clnorm_status clnorm_plan_scratch(clnorm_plan *plan, size_t bytes, const char *what, cl_mem *out)
-{
-    return create_scratch(plan, bytes, what, out);
-}
-
 static clnorm_status create_kernel(clnorm_plan *plan, cl_program program, const char *name,
                                    cl_kernel *out)
 {
@@ -271,15 +256,94 @@ static clnorm_status create_kernel(clnorm_plan *plan, cl_program program, const 
     return CLNORM_SUCCESS;
 }
 
-static clnorm_status create_scratch(clnorm_plan *plan, size_t bytes, const char *what,
-                                    cl_mem *out)
+static double mib(size_t bytes) { return (double)bytes / (1024.0 * 1024.0); }
+
+clnorm_status clnorm_plan_scratch_make(clnorm_plan *plan, const clnorm_scratch_need *need,
+                                       size_t count)
 {
-    cl_int err;
-    /* Zero-sized buffers are not allowed; a small one keeps the argument list uniform. */
-    *out = clCreateBuffer(plan->ctx->cl, CL_MEM_READ_WRITE, bytes ? bytes : 16, NULL, &err);
-    if (err != CL_SUCCESS)
-        return clnorm_fail_cl(plan->ctx, err, "clCreateBuffer", what);
-    return CLNORM_SUCCESS;
+    clnorm_context *ctx = plan->ctx;
+    const clnorm_device_info *info = &ctx->info;
+    cl_mem made[8] = {NULL};
+    size_t total = 0;
+    clnorm_status status = CLNORM_SUCCESS;
+    if (count > sizeof made / sizeof made[0])
+        return clnorm_fail(ctx, CLNORM_ERROR_UNSUPPORTED, "scratch: too many buffers");
+    for (size_t i = 0; i < count; ++i) {
+        if (*need[i].mem)
+            continue;
+        if (info->max_alloc && need[i].bytes > info->max_alloc)
+            return clnorm_fail(ctx, CLNORM_ERROR_UNSUPPORTED,
+                               "scratch: %s needs %zu bytes (%.1f MiB), over the device's largest "
+                               "allocation of %llu bytes (%.1f MiB, CL_DEVICE_MAX_MEM_ALLOC_SIZE)",
+                               need[i].what, need[i].bytes, mib(need[i].bytes),
+                               (unsigned long long)info->max_alloc, mib(info->max_alloc));
+        total += need[i].bytes;
+    }
+    if (info->global_mem && total > info->global_mem)
+        return clnorm_fail(ctx, CLNORM_ERROR_OUT_OF_MEMORY,
+                           "scratch: %zu bytes (%.1f MiB) needed, over the device's memory of %llu "
+                           "bytes (%.1f MiB, CL_DEVICE_GLOBAL_MEM_SIZE)",
+                           total, mib(total), (unsigned long long)info->global_mem,
+                           mib(info->global_mem));
+    for (size_t i = 0; i < count && !status; ++i) {
+        if (*need[i].mem)
+            continue;
+        cl_int err;
+        /* Zero-sized buffers are not allowed; a small one keeps the argument list uniform. */
+        size_t bytes = need[i].bytes ? need[i].bytes : 16;
+        made[i] = clCreateBuffer(ctx->cl, CL_MEM_READ_WRITE, bytes, NULL, &err);
+        if (err == CL_INVALID_BUFFER_SIZE)
+            status = clnorm_fail(ctx, CLNORM_ERROR_UNSUPPORTED,
+                                 "clCreateBuffer: CL_INVALID_BUFFER_SIZE for %s of %zu bytes "
+                                 "(%.1f MiB): the device cannot allocate it",
+                                 need[i].what, bytes, mib(bytes));
+        else if (err != CL_SUCCESS)
+            status = clnorm_fail(ctx, CLNORM_ERROR_OUT_OF_MEMORY,
+                                 "clCreateBuffer: %s for %s of %zu bytes (%.1f MiB)",
+                                 clnorm_cl_error_name(err), need[i].what, bytes, mib(bytes));
+    }
+    /* All or none: a later call tries again from the same state. */
+    for (size_t i = 0; i < count; ++i) {
+        if (!made[i])
+            continue;
+        if (status) {
+            clReleaseMemObject(made[i]);
+        } else {
+            *need[i].mem = made[i];
+            plan->scratch_held += need[i].bytes;
+        }
+    }
+    return status;
+}
+
+clnorm_status clnorm_plan_forward_scratch(clnorm_plan *plan)
+{
+    clnorm_scratch_need need[] = {
+        {&plan->partials, plan->partials_bytes, "partial statistics"},
+        {&plan->stats, plan->stats_bytes, "statistics"},
+        {&plan->table, plan->table_bytes, "apply table"},
+    };
+    return clnorm_plan_scratch_make(plan, need, sizeof need / sizeof need[0]);
+}
+
+size_t clnorm_plan_scratch_bytes(const clnorm_plan *plan, clnorm_scratch which)
+{
+    if (!plan)
+        return 0;
+    switch (which) {
+    case CLNORM_SCRATCH_HELD: {
+        pthread_mutex_lock((pthread_mutex_t *)&plan->lock);
+        size_t held = plan->scratch_held;
+        pthread_mutex_unlock((pthread_mutex_t *)&plan->lock);
+        return held;
+    }
+    case CLNORM_SCRATCH_FORWARD:
+        return plan->partials_bytes + plan->stats_bytes + plan->table_bytes;
+    case CLNORM_SCRATCH_BACKWARD:
+        return plan->bwd_partials_bytes + plan->coef_bytes + plan->param_partials_bytes +
+               plan->bwd_row_partials_bytes;
+    }
+    return 0;
 }
 
 clnorm_status clnorm_plan_create(clnorm_context *ctx, const clnorm_desc *desc, clnorm_plan **out)
@@ -317,7 +381,7 @@ clnorm_status clnorm_plan_create(clnorm_context *ctx, const clnorm_desc *desc, c
     plan->local_size = ctx->tuning.local;
     if (plan->local_size > info->max_work_group)
         plan->local_size = info->max_work_group;
-    size_t wg = halve_to(COOP_WG, info->max_work_group);
+    size_t wg = clnorm_halve_to(COOP_WG, info->max_work_group);
     plan->coop_wg = gpu && wg >= COOP_MIN_WG ? wg : 0;
 
     /* One channel is the same in either layout: channels-first rows are long, not one element. */
@@ -405,14 +469,10 @@ clnorm_status clnorm_plan_create(clnorm_context *ctx, const clnorm_desc *desc, c
                                  &plan->fused))) ||
         (status = clnorm_plan_backward_setup(plan, program)))
         goto fail;
-    const clnorm_blocking *b = &plan->blocking;
-    if ((status = create_scratch(plan, plan->view.P * plan->view.R * b->nblk * 2 * sizeof(float),
-                                 "partial statistics", &plan->partials)) ||
-        (status = create_scratch(plan, plan->stats_count * 2 * sizeof(float), "statistics",
-                                 &plan->stats)) ||
-        (status = create_scratch(plan, plan->table_size * 3 * sizeof(float), "apply table",
-                                 &plan->table)))
-        goto fail;
+    /* Sizes only: the first call that needs them allocates (clnorm_plan_forward_scratch). */
+    plan->partials_bytes = plan->view.P * plan->view.R * plan->blocking.nblk * 2 * sizeof(float);
+    plan->stats_bytes = plan->stats_count * 2 * sizeof(float);
+    plan->table_bytes = plan->table_size * 3 * sizeof(float);
     *out = plan;
     return CLNORM_SUCCESS;
 fail:
@@ -443,20 +503,6 @@ void clnorm_plan_release(clnorm_plan *plan)
 
 size_t clnorm_plan_stats_count(const clnorm_plan *plan) { return plan ? plan->stats_count : 0; }
 
-clnorm_status clnorm_call_begin(clnorm_plan *plan, cl_uint num_wait, const cl_event *wait,
-                                cl_event *done)
-{
-    if (!plan)
-        return clnorm_fail(NULL, CLNORM_ERROR_INVALID_ARGUMENT, "plan: NULL");
-    clnorm_error_clear(plan->ctx);
-    if (done)
-        *done = NULL;
-    if (num_wait && !wait)
-        return clnorm_fail(plan->ctx, CLNORM_ERROR_INVALID_ARGUMENT,
-                           "wait: NULL with num_wait = %u", num_wait);
-    return CLNORM_SUCCESS;
-}
-
 size_t clnorm_param_bytes(const clnorm_desc *d)
 {
     int per_sample = d->kind == CLNORM_LAYER || d->kind == CLNORM_RMS;
@@ -468,7 +514,6 @@ clnorm_status clnorm_check_call(const clnorm_plan *plan, clnorm_mode mode,
 {
     const clnorm_context *ctx = plan->ctx;
     const clnorm_desc *d = &plan->desc;
-    clnorm_status s;
     if (mode != CLNORM_TRAINING && mode != CLNORM_INFERENCE)
         return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT, "mode: unknown value %d",
                            (int)mode);
@@ -485,11 +530,6 @@ clnorm_status clnorm_check_call(const clnorm_plan *plan, clnorm_mode mode,
                            "bufs.%s: required when bufs.%s is given",
                            b->running_mean ? "running_var" : "running_mean",
                            b->running_mean ? "running_mean" : "running_var");
-    if ((s = clnorm_buffer_check(ctx, b->running_mean, d->c * sizeof(float), 0,
-                                 "bufs.running_mean")) ||
-        (s = clnorm_buffer_check(ctx, b->running_var, d->c * sizeof(float), 0,
-                                 "bufs.running_var")))
-        return s;
     *use_running = b->running_mean && mode == CLNORM_INFERENCE;
     if (!*use_running && plan->elements > 0) {
         /* Own statistics over a single element have no variance (PyTorch refuses too). */
@@ -505,24 +545,6 @@ clnorm_status clnorm_check_call(const clnorm_plan *plan, clnorm_mode mode,
     return CLNORM_SUCCESS;
 }
 
-clnorm_status clnorm_buffer_check(const clnorm_context *ctx, cl_mem buf, size_t bytes,
-                                  int required, const char *field)
-{
-    if (!buf)
-        return required ? clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT, "%s: required, got NULL",
-                                      field)
-                        : CLNORM_SUCCESS;
-    size_t size = 0;
-    cl_int err = clGetMemObjectInfo(buf, CL_MEM_SIZE, sizeof size, &size, NULL);
-    if (err != CL_SUCCESS)
-        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT, "%s: not a buffer (%s)", field,
-                           clnorm_cl_error_name(err));
-    if (size < bytes)
-        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT,
-                           "%s: holds %zu bytes, the problem needs %zu", field, size, bytes);
-    return CLNORM_SUCCESS;
-}
-
 clnorm_status clnorm_set_args(const clnorm_context *ctx, cl_kernel kernel, const char *name,
                               const clnorm_karg *args, cl_uint count)
 {
@@ -535,90 +557,4 @@ clnorm_status clnorm_set_args(const clnorm_context *ctx, cl_kernel kernel, const
         }
     }
     return CLNORM_SUCCESS;
-}
-
-void clnorm_chain_begin(clnorm_chain *chain, clnorm_plan *plan, cl_uint num_wait,
-                        const cl_event *wait)
-{
-    chain->plan = plan;
-    chain->num_wait = num_wait;
-    chain->wait = wait;
-    chain->prev = NULL;
-    chain->steps = 0;
-}
-
-clnorm_status clnorm_chain_step(clnorm_chain *chain, cl_kernel kernel, const char *name,
-                                size_t global, size_t local)
-{
-    clnorm_plan *plan = chain->plan;
-    clnorm_context *ctx = plan->ctx;
-    cl_event stack[16], *list = stack, event = NULL;
-    cl_uint count = 0;
-    clnorm_status status = CLNORM_SUCCESS;
-    if (chain->steps == 0) {
-        size_t need = chain->num_wait + 1;
-        if (need > 16 && !(list = malloc(need * sizeof *list)))
-            return clnorm_fail(ctx, CLNORM_ERROR_OUT_OF_MEMORY, "wait list: out of memory");
-        for (cl_uint i = 0; i < chain->num_wait; ++i)
-            list[count++] = chain->wait[i];
-        if (ctx->out_of_order && plan->last)
-            list[count++] = plan->last;
-    } else if (ctx->out_of_order) {
-        list[count++] = chain->prev;
-    }
-    /* A kernel may allow fewer work-items per group than the device does; the work-group
-     * kernels' CLNORM_WG is chosen to fit theirs (clnorm_plan_create), so theirs never shrinks. */
-    if (local > 1) {
-        size_t most = 0;
-        for (size_t i = 0; i < plan->nlimits && !most; ++i)
-            if (plan->limits[i].kernel == kernel)
-                most = plan->limits[i].most;
-        local = halve_to(local, most ? most : clnorm_kernel_max_local(ctx, kernel));
-    }
-    size_t global_size = round_up(global, local);
-    cl_int err = clEnqueueNDRangeKernel(ctx->queue, kernel, 1, NULL, &global_size, &local, count,
-                                        count ? list : NULL, &event);
-    if (err != CL_SUCCESS) {
-        status = clnorm_fail_cl(ctx, err, "clEnqueueNDRangeKernel", name);
-    } else {
-        if (chain->prev)
-            clReleaseEvent(chain->prev);
-        chain->prev = event;
-        chain->steps++;
-    }
-    if (list != stack)
-        free(list);
-    return status;
-}
-
-clnorm_status clnorm_chain_end(clnorm_chain *chain, clnorm_status status, cl_event *done)
-{
-    clnorm_plan *plan = chain->plan;
-    clnorm_context *ctx = plan->ctx;
-    if (status == CLNORM_SUCCESS && chain->steps == 0 && (done || ctx->out_of_order)) {
-        /* Nothing to run (n == 0): still honour the caller's events. */
-        cl_int err = clEnqueueMarkerWithWaitList(ctx->queue, chain->num_wait,
-                                                 chain->num_wait ? chain->wait : NULL,
-                                                 &chain->prev);
-        if (err != CL_SUCCESS) {
-            chain->prev = NULL;
-            status = clnorm_fail_cl(ctx, err, "clEnqueueMarkerWithWaitList", "n == 0");
-        }
-    }
-    /* Even after a failure, earlier steps may still be running on the shared scratch. */
-    if (chain->prev && ctx->out_of_order) {
-        if (plan->last)
-            clReleaseEvent(plan->last);
-        clRetainEvent(chain->prev);
-        plan->last = chain->prev;
-    }
-    if (done) {
-        *done = status == CLNORM_SUCCESS ? chain->prev : NULL;
-        if (status != CLNORM_SUCCESS && chain->prev)
-            clReleaseEvent(chain->prev);
-    } else if (chain->prev) {
-        clReleaseEvent(chain->prev);
-    }
-    chain->prev = NULL;
-    return status;
 }

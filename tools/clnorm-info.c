@@ -142,7 +142,8 @@ int main(int argc, char **argv)
                 failures += build_all(p, d);
         }
     }
-    char dir[4096];
-    printf("binary cache: %s\n", clnorm_cache_dir(dir, sizeof dir) ? dir : "off");
+    char cache[4200];
+    clnorm_cache_info(cache, sizeof cache);
+    printf("binary cache: %s\n", cache);
     return failures ? 1 : 0;
 }

@@ -107,7 +107,8 @@ CLNORM_API cl_context clnorm_context_cl(const clnorm_context *ctx);
 CLNORM_API cl_command_queue clnorm_context_queue(const clnorm_context *ctx);
 
 /* The message of the last failed call on ctx from this thread; "" when none. With ctx NULL:
- * the last failure of a call that had no context yet (clnorm_context_create). */
+ * the last failure on this thread of a call that had no context: clnorm_context_create*, and
+ * any call given a NULL plan or context. */
 CLNORM_API const char *clnorm_context_last_error(const clnorm_context *ctx);
 
 CLNORM_API clnorm_status clnorm_plan_create(clnorm_context *ctx, const clnorm_desc *desc,
@@ -115,12 +116,64 @@ CLNORM_API clnorm_status clnorm_plan_create(clnorm_context *ctx, const clnorm_de
 CLNORM_API void clnorm_plan_release(clnorm_plan *plan); /* NULL is fine */
 CLNORM_API size_t clnorm_plan_stats_count(const clnorm_plan *plan); /* C, N, N*C or N*G */
 
+/*
+ * Scratch: device memory a plan owns besides the caller's buffers. A pass's scratch is
+ * allocated by the first call that runs the pass, never at plan creation, so a forward-only
+ * plan holds no backward scratch. It is bounded:
+ *   forward:  8 bytes per statistics block (blocks of at least 2048 elements on GPUs, the
+ *             tuned block on CPUs) + 8 bytes per statistics group + 12 bytes per (n, c);
+ *   backward: the same per block and 16 bytes per (n, c) or per sample, and for LAYER/RMS
+ *             dgamma/dbeta 8 bytes per C*D element per 512 samples, none when n <= 512; CPU
+ *             plans whose samples fit in cache add 8 bytes per C*D element for each of at
+ *             most 8 work-items per compute unit. A backward that recomputes the statistics
+ *             (no save_*) or uses running ones also allocates forward's.
+ * A pass whose scratch exceeds the device's largest allocation gives
+ * CLNORM_ERROR_UNSUPPORTED, or over its memory CLNORM_ERROR_OUT_OF_MEMORY, with the sizes in
+ * last_error; nothing is written. Plan creation never fails for scratch.
+ */
+typedef enum clnorm_scratch {
+    CLNORM_SCRATCH_HELD,    /* bytes allocated by the plan so far */
+    CLNORM_SCRATCH_FORWARD, /* bytes forward's passes use (allocated or not yet) */
+    CLNORM_SCRATCH_BACKWARD /* bytes backward's own passes use, besides forward's */
+} clnorm_scratch;
+CLNORM_API size_t clnorm_plan_scratch_bytes(const clnorm_plan *plan, clnorm_scratch which);
+
+/*
+ * forward and backward enqueue a call on the context's queue and return.
+ *
+ * Buffers: every non-NULL role a memory object of type buffer (sub-buffers are fine) created in
+ * the plan's cl_context, at least as large as the problem needs; inputs not CL_MEM_WRITE_ONLY,
+ * outputs not CL_MEM_READ_ONLY; no output sharing bytes with another role of the call, except
+ * y = x (forward) and dx = dy (backward): the same buffer, or sub-buffers at the same start.
+ * wait: num_wait non-NULL events of the plan's cl_context. Anything else is
+ * CLNORM_ERROR_INVALID_ARGUMENT, with the field and the reason in last_error.
+ *
+ * A call that returns an error has enqueued nothing that runs and changed none of the caller's
+ * buffers, also when OpenCL refuses a command part-way through (the call's commands wait on a
+ * gate that opens only once all were enqueued); *done is then NULL.
+ *
+ * done (may be NULL): on success, the event of the call's last command, for the caller to
+ * release. If an event of the wait list fails, done fails (a negative execution status) and
+ * nothing is written. Its profiling times cover that last command only. clnorm holds its own
+ * references to the call's events, and to those of the wait list, until all have resolved.
+ *
+ * Scratch is allocated by the first call of the pass that uses it (clnorm_plan_scratch_bytes).
+ */
 CLNORM_API clnorm_status clnorm_forward(clnorm_plan *plan, clnorm_mode mode,
                                         const clnorm_buffers *bufs, cl_uint num_wait,
                                         const cl_event *wait, cl_event *done);
 CLNORM_API clnorm_status clnorm_backward(clnorm_plan *plan, clnorm_mode mode,
                                          const clnorm_buffers *bufs, cl_uint num_wait,
                                          const cl_event *wait, cl_event *done);
+
+/*
+ * The binary cache on disk (CLNORM_CACHE_DIR, else $XDG_CACHE_HOME/clnorm, else
+ * ~/.cache/clnorm; CLNORM_CACHE=0 turns it off). A cache that cannot be used is never an error,
+ * programs are then compiled each time; this says why. Writes "on: DIR" or "off: REASON" into
+ * text (size bytes, NUL-terminated, cut if short) and returns 1 when the cache is usable.
+ * It creates the folder if it is missing, as the first compile would.
+ */
+CLNORM_API int clnorm_cache_info(char *text, size_t size);
 
 CLNORM_API const char *clnorm_status_string(clnorm_status status);
 CLNORM_API const char *clnorm_version_string(void);
