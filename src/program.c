@@ -16,11 +16,18 @@ static const char *const files[] = {"common.clh", "stats.cl", "apply.cl", "backw
                                     "copy.cl"};
 #define NFILES (sizeof files / sizeof files[0])
 
-/* The concatenated source, each file introduced by a #line so logs name the right file. */
-static clnorm_status read_sources(const clnorm_context *ctx, char **out, size_t *out_size)
+/*
+ * The concatenated source, each file introduced by a #line so logs name the right file. The
+ * bytes depend only on the files, so the cache key (which holds them) is the same every time.
+ * first_line[i] is the line of the concatenation on which file i's line 1 sits: drivers whose
+ * diagnostics ignore #line (Oclgrind 21.10 prints "input.cl:<line of the concatenation>")
+ * have their build logs mapped back with it (map_log).
+ */
+static clnorm_status read_sources(const clnorm_context *ctx, char **out, size_t *out_size,
+                                  size_t first_line[NFILES])
 {
     char *all = NULL;
-    size_t size = 0;
+    size_t size = 0, lines = 0;
     for (size_t i = 0; i < NFILES; ++i) {
         char *text = NULL;
         size_t n = 0;
@@ -40,12 +47,82 @@ static clnorm_status read_sources(const clnorm_context *ctx, char **out, size_t 
         all = grown;
         memcpy(all + size, head, (size_t)hn);
         memcpy(all + size + hn, text, n + 1);
+        lines += 2; /* the head's two newlines */
+        first_line[i] = lines + 1;
+        for (size_t k = 0; k < n; ++k)
+            lines += text[k] == '\n';
         size += (size_t)hn + n;
         free(text);
     }
     *out = all;
     *out_size = size;
     return CLNORM_SUCCESS;
+}
+
+static int is_kernel_file(const char *name, size_t len)
+{
+    for (size_t i = 0; i < NFILES; ++i)
+        if (strlen(files[i]) == len && memcmp(files[i], name, len) == 0)
+            return 1;
+    return 0;
+}
+
+static int is_name_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '_' || c == '.' || c == '-' || c == '<' || c == '>';
+}
+
+/*
+ * A build log with every "NAME:LINE:" that counts lines of the concatenation rewritten as
+ * "FILE:LINE" of the kernel file holding that line. NAME is the driver's name for the whole
+ * source (Oclgrind's "input.cl"; "<source>" and the like elsewhere): a bare file name (with a
+ * dot, or in angle brackets), not one of the kernel files (those locations already honour
+ * #line, as PoCL's do) and not a header (a name ending in ".h", or one with a directory, such
+ * as the driver's own opencl-c.h).
+ * Returns NULL when out of memory.
+ */
+static char *map_log(const char *log, const size_t first_line[NFILES])
+{
+    size_t len = strlen(log);
+    /* A rewrite turns NAME:LINE (3 bytes or more) into a file name, a colon and a line number:
+     * 32 bytes at most. */
+    size_t cap = len * 11 + 1, o = 0;
+    char *out = malloc(cap);
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < len;) {
+        if (!is_name_char(log[i]) || (i > 0 && !strchr(" \t\n(\"'", log[i - 1]))) {
+            out[o++] = log[i++];
+            continue;
+        }
+        size_t end = i;
+        while (end < len && is_name_char(log[end]))
+            ++end;
+        size_t name_len = end - i, d = end + 1;
+        unsigned long long line = 0;
+        if (end < len && log[end] == ':')
+            while (d < len && log[d] >= '0' && log[d] <= '9' && line < 100000000ull)
+                line = line * 10 + (unsigned long long)(log[d++] - '0');
+        int header = name_len >= 2 && log[end - 2] == '.' && log[end - 1] == 'h';
+        int file_like = log[i] == '<' || memchr(log + i, '.', name_len) != NULL;
+        if (line >= first_line[0] && d < len && log[d] == ':' && file_like && !header &&
+            !is_kernel_file(log + i, name_len)) {
+            size_t f = 0;
+            while (f + 1 < NFILES && first_line[f + 1] <= line)
+                ++f;
+            o += (size_t)snprintf(out + o, cap - o, "%s:%llu", files[f],
+                                  line - (unsigned long long)first_line[f] + 1);
+            i = d;
+        } else {
+            /* Not a location: the whole name is copied, so no tail of it is taken for one. */
+            memcpy(out + o, log + i, name_len);
+            o += name_len;
+            i = end;
+        }
+    }
+    out[o] = '\0';
+    return out;
 }
 
 /* Everything the compiled binary depends on, source included. */
@@ -70,7 +147,7 @@ static char *make_key(const clnorm_context *ctx, const char *options, const char
 }
 
 static clnorm_status build_failed(const clnorm_context *ctx, cl_program program, cl_int err,
-                                  const char *options)
+                                  const char *options, const size_t first_line[NFILES])
 {
     clnorm_status status =
         clnorm_fail(ctx, CLNORM_ERROR_BUILD_FAILED, "clBuildProgram: %s [%d] (options: %s)",
@@ -83,8 +160,10 @@ static clnorm_status build_failed(const clnorm_context *ctx, cl_program program,
         if (log && clGetProgramBuildInfo(program, ctx->device, CL_PROGRAM_BUILD_LOG, size, log,
                                          NULL) == CL_SUCCESS) {
             log[size] = '\0';
+            char *mapped = map_log(log, first_line);
             clnorm_error_append(ctx, "\nbuild log:\n");
-            clnorm_error_append(ctx, log);
+            clnorm_error_append(ctx, mapped ? mapped : log);
+            free(mapped);
         }
         free(log);
     }
@@ -128,10 +207,10 @@ static clnorm_status build(clnorm_context *ctx, const char *options, cl_program 
     clnorm_status status = CLNORM_SUCCESS;
     char *source = NULL, *key = NULL;
     unsigned char *binary = NULL;
-    size_t source_size = 0, key_size = 0, binary_size = 0;
+    size_t source_size = 0, key_size = 0, binary_size = 0, first_line[NFILES];
     cl_program program = NULL;
 
-    status = read_sources(ctx, &source, &source_size);
+    status = read_sources(ctx, &source, &source_size, first_line);
     if (status != CLNORM_SUCCESS)
         goto fail;
     key = make_key(ctx, options, source, source_size, &key_size);
@@ -161,7 +240,7 @@ static clnorm_status build(clnorm_context *ctx, const char *options, cl_program 
         }
         err = clBuildProgram(program, 1, &ctx->device, options, NULL, NULL);
         if (err != CL_SUCCESS) {
-            status = build_failed(ctx, program, err, options);
+            status = build_failed(ctx, program, err, options, first_line);
             goto fail;
         }
         ctx->compiled++;

@@ -268,10 +268,21 @@ START_TEST(cache_folder_is_created_or_skipped)
     setenv("CLNORM_CACHE_DIR", nested, 1);
     clnorm_cache_store(key, sizeof key, bin, sizeof bin);
     ck_assert_ptr_null(clnorm_cache_load(key, sizeof key, &size));
+    /* ...and an application can ask why. */
+    char why[600];
+    ck_assert_int_eq(clnorm_cache_info(why, sizeof why), 0);
+    ck_assert_msg(strstr(why, "off: ") == why && strstr(why, nested) &&
+                      strstr(why, "cannot create it (Not a directory)"),
+                  "%s", why);
+    setenv("CLNORM_CACHE_DIR", cache_dir, 1);
+    ck_assert_int_eq(clnorm_cache_info(why, sizeof why), 1);
+    ck_assert_str_eq(why + 4, cache_dir);
     /* CLNORM_CACHE=0: no folder at all. */
     setenv("CLNORM_CACHE", "0", 1);
     char dir[64];
     ck_assert_int_eq(clnorm_cache_dir(dir, sizeof dir), 0);
+    ck_assert_int_eq(clnorm_cache_info(why, sizeof why), 0);
+    ck_assert_str_eq(why, "off: CLNORM_CACHE=0");
     unsetenv("CLNORM_CACHE");
     /* The documented fallbacks. */
     unsetenv("CLNORM_CACHE_DIR");
