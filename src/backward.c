@@ -156,7 +156,7 @@ static clnorm_status check_backward(const clnorm_plan *plan, clnorm_mode mode,
         {"bufs.dbeta", b->dbeta, params, 0, W, NULL},
         {"bufs.running_mean", b->running_mean, running, 0, src->use_running ? R : 0, NULL},
         {"bufs.running_var", b->running_var, running, 0, src->use_running ? R : 0, NULL},
-        {"bufs.save_mean", rms ? NULL : b->save_mean, stats, 0, saved, NULL},
+        {"bufs.save_mean", b->save_mean, stats, 0, rms ? 0 : saved, NULL}, /* RMS: unused */
         {"bufs.save_invstd", b->save_invstd, stats, 0, saved, NULL},
     };
     if ((s = clnorm_roles_check(ctx, roles, sizeof roles / sizeof roles[0])))

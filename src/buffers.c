@@ -13,12 +13,12 @@
 clnorm_status clnorm_call_begin(clnorm_plan *plan, cl_uint num_wait, const cl_event *wait,
                                 cl_event *done)
 {
+    if (done)
+        *done = NULL;
     if (!plan)
         return clnorm_fail(NULL, CLNORM_ERROR_INVALID_ARGUMENT, "plan: NULL");
     const clnorm_context *ctx = plan->ctx;
     clnorm_error_clear(ctx);
-    if (done)
-        *done = NULL;
     if (num_wait && !wait)
         return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT, "wait: NULL with num_wait = %u",
                            num_wait);

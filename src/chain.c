@@ -13,8 +13,11 @@
  * propagation walks a freed event. Releasing the chain's events one by one, as each command is
  * enqueued, is exactly that. So each call's events, and the caller's wait events (retained), are
  * kept on the context and released only once all of them resolved (complete or failed). Those
- * records are reaped at every call on the context and when the context goes; a failed
- * dependency then makes `done` fail, and nothing crashes.
+ * records are reaped a few at a time at every call on the context; when the context goes, the
+ * ones still pending move to a list of the process's, reaped by later calls on any context (a
+ * record must outlive its context, and a pending one cannot be waited for: it may wait on a
+ * user event the caller never sets). A failed dependency then makes `done` fail, and nothing
+ * crashes.
  *
  * A later command always waits on the one before, also on in-order queues: OpenCL leaves it to
  * the driver whether a failed command stops the next on an in-order queue, and the chain must
@@ -25,8 +28,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Events kept until all resolved: the caller's wait list and the plan's previous call (both
- * retained), then the call's own. */
+/* Looks at held records per call: enough to keep up with calls that resolve out of order
+ * without scanning a long pipeline of pending ones at every call. */
+#define REAP_LOOKS 4
+
+/* One call's events, kept until all resolved: the first command's wait list (the caller's
+ * events and the plan's previous call, retained, then the gate), then the call's commands. */
 typedef struct clnorm_held {
     struct clnorm_held *next;
     cl_uint count;
@@ -63,22 +70,58 @@ static void held_free(clnorm_held *h)
     free(h);
 }
 
-void clnorm_held_reap(clnorm_context *ctx, int all)
+/* A list of records (oldest first) and where the next one goes. */
+typedef struct held_list {
+    clnorm_held *head, **tail;
+} held_list;
+
+static void list_push(clnorm_held **head, clnorm_held ***tail, clnorm_held *h)
 {
-    /* Oldest first, stopping at the first record still pending: calls mostly resolve in the
-     * order they were made, so a long pipeline of calls costs one look per call, not a scan. */
-    clnorm_held *done = NULL, **tail = &done;
-    pthread_mutex_lock(&ctx->held_lock);
-    while (ctx->held && (all || held_resolved(ctx->held))) {
-        clnorm_held *h = ctx->held;
-        ctx->held = h->next;
-        h->next = NULL;
-        *tail = h;
-        tail = &h->next;
+    h->next = NULL;
+    if (!*head)
+        *tail = head;
+    **tail = h;
+    *tail = &h->next;
+}
+
+/* Records of released contexts still pending; the process's, not a context's (see the top). */
+static pthread_mutex_t orphans_lock = PTHREAD_MUTEX_INITIALIZER;
+static clnorm_held *orphans, **orphans_tail = &orphans;
+static _Atomic int orphans_count;
+
+/* Up to REAP_LOOKS records from the front of *head: resolved ones onto *done, pending ones to
+ * the back, so that one that stays pending does not keep the others. */
+static void look(clnorm_held **head, clnorm_held ***tail, clnorm_held **done, int *removed)
+{
+    for (int i = 0; i < REAP_LOOKS && *head; ++i) {
+        clnorm_held *h = *head;
+        *head = h->next;
+        if (held_resolved(h)) {
+            h->next = *done;
+            *done = h;
+            ++*removed;
+        } else {
+            list_push(head, tail, h);
+        }
     }
-    if (!ctx->held)
-        ctx->held_tail = &ctx->held;
+    if (!*head)
+        *tail = head;
+}
+
+void clnorm_held_reap(clnorm_context *ctx)
+{
+    clnorm_held *done = NULL;
+    int removed = 0;
+    pthread_mutex_lock(&ctx->held_lock);
+    look(&ctx->held, &ctx->held_tail, &done, &removed);
     pthread_mutex_unlock(&ctx->held_lock);
+    if (atomic_load(&orphans_count) > 0) {
+        int gone = 0;
+        pthread_mutex_lock(&orphans_lock);
+        look(&orphans, &orphans_tail, &done, &gone);
+        atomic_fetch_sub(&orphans_count, gone);
+        pthread_mutex_unlock(&orphans_lock);
+    }
     while (done) {
         clnorm_held *next = done->next;
         held_free(done);
@@ -86,40 +129,25 @@ void clnorm_held_reap(clnorm_context *ctx, int all)
     }
 }
 
-/* Keeps the caller's wait events and the call's own until all resolved. On failure to allocate
- * the record, waits for them instead: rare, and still never releases a pending event. */
-static void hold(clnorm_chain *chain)
+void clnorm_held_release(clnorm_context *ctx)
 {
-    clnorm_context *ctx = chain->plan->ctx;
-    if (chain->steps == 0) { /* nothing enqueued: nothing waits on the caller's events */
-        if (chain->prior)
-            clReleaseEvent(chain->prior);
-        return;
-    }
-    cl_uint count = chain->num_wait + (chain->prior != NULL) + (cl_uint)chain->steps;
-    clnorm_held *h = malloc(sizeof *h + count * sizeof(cl_event));
-    if (!h) {
-        clWaitForEvents((cl_uint)chain->steps, chain->events);
-        for (int i = 0; i < chain->steps; ++i)
-            clReleaseEvent(chain->events[i]);
-        if (chain->prior)
-            clReleaseEvent(chain->prior);
-        return;
-    }
-    h->count = 0;
-    for (cl_uint i = 0; i < chain->num_wait; ++i) {
-        clRetainEvent(chain->wait[i]);
-        h->events[h->count++] = chain->wait[i];
-    }
-    if (chain->prior)
-        h->events[h->count++] = chain->prior; /* retained by first_wait_list */
-    for (int i = 0; i < chain->steps; ++i)
-        h->events[h->count++] = chain->events[i];
-    h->next = NULL;
     pthread_mutex_lock(&ctx->held_lock);
-    *ctx->held_tail = h;
-    ctx->held_tail = &h->next;
+    clnorm_held *h = ctx->held;
+    ctx->held = NULL;
+    ctx->held_tail = &ctx->held;
     pthread_mutex_unlock(&ctx->held_lock);
+    while (h) {
+        clnorm_held *next = h->next;
+        if (held_resolved(h)) {
+            held_free(h);
+        } else {
+            pthread_mutex_lock(&orphans_lock);
+            list_push(&orphans, &orphans_tail, h);
+            atomic_fetch_add(&orphans_count, 1);
+            pthread_mutex_unlock(&orphans_lock);
+        }
+        h = next;
+    }
 }
 
 void clnorm_chain_begin(clnorm_chain *chain, clnorm_plan *plan, cl_uint num_wait,
@@ -129,7 +157,7 @@ void clnorm_chain_begin(clnorm_chain *chain, clnorm_plan *plan, cl_uint num_wait
     chain->plan = plan;
     chain->num_wait = num_wait;
     chain->wait = wait;
-    clnorm_held_reap(plan->ctx, 0);
+    clnorm_held_reap(plan->ctx);
 }
 
 /* n halved until it is at most `most` (>= 1): powers of two stay powers of two. */
@@ -140,36 +168,48 @@ size_t clnorm_halve_to(size_t n, size_t most)
     return n;
 }
 
-/* The first command's wait list: the caller's events, on an out-of-order queue the plan's
- * previous call (it shares this call's scratch) unless that has already resolved, and the gate. */
-static clnorm_status first_wait_list(clnorm_chain *chain, cl_event **list, cl_uint *count)
+/* The call's record, its first entries the first command's wait list: the caller's events, on
+ * an out-of-order queue the plan's previous call (it shares this call's scratch) unless that
+ * has already resolved, and the gate. Allocated before anything is enqueued, so that running
+ * out of memory fails the call, not the keeping of its events. */
+static clnorm_status record_begin(clnorm_chain *chain)
 {
     clnorm_plan *plan = chain->plan;
     clnorm_context *ctx = plan->ctx;
+    size_t capacity = (size_t)chain->num_wait + 2 + CLNORM_CHAIN_MAX;
+    clnorm_held *h = malloc(sizeof *h + capacity * sizeof(cl_event));
+    if (!h)
+        return clnorm_fail(ctx, CLNORM_ERROR_OUT_OF_MEMORY, "the call's events: out of memory");
     cl_int err;
-    chain->gate = clCreateUserEvent(ctx->cl, &err);
+    cl_event gate = clCreateUserEvent(ctx->cl, &err);
     if (err != CL_SUCCESS) {
-        chain->gate = NULL;
+        free(h);
         return clnorm_fail_cl(ctx, err, "clCreateUserEvent", "the call's gate");
     }
     if (plan->last && resolved(plan->last)) {
         clReleaseEvent(plan->last);
         plan->last = NULL;
     }
-    size_t need = (size_t)chain->num_wait + 2;
-    *list = malloc(need * sizeof **list);
-    if (!*list)
-        return clnorm_fail(ctx, CLNORM_ERROR_OUT_OF_MEMORY, "wait list: out of memory");
-    cl_uint n = 0;
-    for (cl_uint i = 0; i < chain->num_wait; ++i)
-        (*list)[n++] = chain->wait[i];
-    if (ctx->out_of_order && plan->last) {
-        clRetainEvent(plan->last); /* chain_end may replace plan->last before hold() */
-        (*list)[n++] = chain->prior = plan->last;
+    h->count = 0;
+    for (cl_uint i = 0; i < chain->num_wait; ++i) {
+        clRetainEvent(chain->wait[i]);
+        h->events[h->count++] = chain->wait[i];
     }
-    (*list)[n++] = chain->gate;
-    *count = n;
+    if (ctx->out_of_order && plan->last) {
+        clRetainEvent(plan->last);
+        h->events[h->count++] = plan->last;
+    }
+    h->events[h->count++] = gate;
+    chain->gate = gate;
+    chain->first = h->count;
+    chain->record = h;
     return CLNORM_SUCCESS;
+}
+
+/* The newest event of the call (NULL before its first command). */
+static cl_event newest(const clnorm_chain *chain)
+{
+    return chain->steps ? chain->record->events[chain->record->count - 1] : NULL;
 }
 
 clnorm_status clnorm_chain_step(clnorm_chain *chain, cl_kernel kernel, const char *name,
@@ -180,16 +220,13 @@ clnorm_status clnorm_chain_step(clnorm_chain *chain, cl_kernel kernel, const cha
     if (chain->steps == CLNORM_CHAIN_MAX)
         return clnorm_fail(ctx, CLNORM_ERROR_UNSUPPORTED, "%s: more than %d commands in one call",
                            name, CLNORM_CHAIN_MAX);
-    cl_event *list = NULL, event = NULL;
-    cl_uint count = 0;
     clnorm_status status;
-    if (chain->steps == 0) {
-        if ((status = first_wait_list(chain, &list, &count)))
-            return status;
-    } else {
-        list = &chain->events[chain->steps - 1];
-        count = 1;
-    }
+    if (!chain->record && (status = record_begin(chain)))
+        return status;
+    clnorm_held *h = chain->record;
+    /* The first command waits on the record's first entries, each later one on the one before. */
+    const cl_event *list = chain->steps ? &h->events[h->count - 1] : h->events;
+    cl_uint count = chain->steps ? 1 : chain->first;
     /* A kernel may allow fewer work-items per group than the device does; the work-group
      * kernels' CLNORM_WG is chosen to fit theirs (clnorm_plan_create), so theirs never shrinks. */
     if (local > 1) {
@@ -200,23 +237,24 @@ clnorm_status clnorm_chain_step(clnorm_chain *chain, cl_kernel kernel, const cha
         local = clnorm_halve_to(local, most ? most : clnorm_kernel_max_local(ctx, kernel));
     }
     size_t global_size = (global + local - 1) / local * local;
+    cl_event event = NULL;
     cl_int err = clEnqueueNDRangeKernel(ctx->queue, kernel, 1, NULL, &global_size, &local, count,
                                         list, &event);
-    if (chain->steps == 0)
-        free(list);
     if (err != CL_SUCCESS)
         return clnorm_fail_cl(ctx, err, "clEnqueueNDRangeKernel", name);
-    chain->events[chain->steps++] = event;
+    h->events[h->count++] = event;
+    chain->steps++;
     return CLNORM_SUCCESS;
 }
 
-/* The worst status among the caller's events: negative when one has already failed. */
-static cl_int callers_failure(const clnorm_chain *chain)
+/* The worst status among the events the first command waits on besides the gate (the caller's
+ * and the plan's previous call): negative when one has already failed. */
+static cl_int failed_before(const clnorm_chain *chain)
 {
-    for (cl_uint i = 0; i < chain->num_wait; ++i) {
+    for (cl_uint i = 0; i + 1 < chain->first; ++i) {
         cl_int status = CL_COMPLETE;
-        if (clGetEventInfo(chain->wait[i], CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof status,
-                           &status, NULL) == CL_SUCCESS &&
+        if (clGetEventInfo(chain->record->events[i], CL_EVENT_COMMAND_EXECUTION_STATUS,
+                           sizeof status, &status, NULL) == CL_SUCCESS &&
             status < 0)
             return status;
     }
@@ -230,30 +268,28 @@ clnorm_status clnorm_chain_end(clnorm_chain *chain, clnorm_status status, cl_eve
     if (status == CLNORM_SUCCESS && chain->steps == 0 && (done || ctx->out_of_order)) {
         /* Nothing to run (n == 0): a marker still honours the caller's events, behind the
          * gate like any command. */
-        cl_event *list = NULL, event = NULL;
-        cl_uint count = 0;
-        status = first_wait_list(chain, &list, &count);
-        if (status == CLNORM_SUCCESS) {
-            cl_int err = clEnqueueMarkerWithWaitList(ctx->queue, count, list, &event);
-            if (err != CL_SUCCESS)
+        if ((status = record_begin(chain)) == CLNORM_SUCCESS) {
+            clnorm_held *h = chain->record;
+            cl_event event = NULL;
+            cl_int err = clEnqueueMarkerWithWaitList(ctx->queue, chain->first, h->events, &event);
+            if (err != CL_SUCCESS) {
                 status = clnorm_fail_cl(ctx, err, "clEnqueueMarkerWithWaitList", "n == 0");
-            else
-                chain->events[chain->steps++] = event;
+            } else {
+                h->events[h->count++] = event;
+                chain->steps++;
+            }
         }
-        free(list);
     }
     if (chain->gate) {
-        /* Open the gate; or, after a failure, terminate what was enqueued before it ran. A
-         * caller's event that failed before the gate opened fails it too: drivers (PoCL) leave
-         * a command that waits on an event failed before it was enqueued queued forever. */
-        cl_int gate = status == CLNORM_SUCCESS ? callers_failure(chain) : CL_INVALID_OPERATION;
+        /* Open the gate; or, after a failure, terminate what was enqueued before it ran. An
+         * event waited on that failed before the gate opened fails it too: drivers (PoCL) leave
+         * a command that waits on an event failed before it was enqueued queued for ever. */
+        cl_int gate = status == CLNORM_SUCCESS ? failed_before(chain) : CL_INVALID_OPERATION;
         cl_int err = clSetUserEventStatus(chain->gate, gate);
         if (err != CL_SUCCESS && status == CLNORM_SUCCESS)
             status = clnorm_fail_cl(ctx, err, "clSetUserEventStatus", "the call's gate");
-        clReleaseEvent(chain->gate);
-        chain->gate = NULL;
     }
-    cl_event last = chain->steps ? chain->events[chain->steps - 1] : NULL;
+    cl_event last = newest(chain);
     if (status == CLNORM_SUCCESS && last) {
         /* Later calls on an out-of-order queue wait for this one: they share its scratch. A
          * failed call's commands never run, so the previous call stays the one to wait for. */
@@ -268,7 +304,16 @@ clnorm_status clnorm_chain_end(clnorm_chain *chain, clnorm_status status, cl_eve
             *done = last;
         }
     }
-    hold(chain);
+    clnorm_held *h = chain->record;
+    if (h && chain->steps == 0) {
+        held_free(h); /* nothing was enqueued: nothing waits on these */
+    } else if (h) {
+        pthread_mutex_lock(&ctx->held_lock);
+        list_push(&ctx->held, &ctx->held_tail, h);
+        pthread_mutex_unlock(&ctx->held_lock);
+    }
+    chain->record = NULL;
+    chain->gate = NULL;
     chain->steps = 0;
     return status;
 }

@@ -198,8 +198,8 @@ static clnorm_context *context_new(void)
 
 static void context_free(clnorm_context *ctx)
 {
-    /* The last plan is gone, so no call is running: what still waits is released now. */
-    clnorm_held_reap(ctx, 1);
+    /* The last plan is gone, so no call is being made; commands may still wait. */
+    clnorm_held_release(ctx);
     pthread_mutex_destroy(&ctx->held_lock);
     for (clnorm_program_entry *e = ctx->programs, *next; e; e = next) {
         next = e->next;

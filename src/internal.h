@@ -256,9 +256,9 @@ typedef struct clnorm_chain {
     clnorm_plan *plan;
     cl_uint num_wait;
     const cl_event *wait;
-    cl_event gate;
-    cl_event prior; /* the plan's previous call, when the first command waits for it */
-    cl_event events[CLNORM_CHAIN_MAX];
+    struct clnorm_held *record; /* the call's events, made at its first command */
+    cl_event gate;              /* in the record */
+    cl_uint first;              /* the record's entries the first command waits on */
     int steps;
 } clnorm_chain;
 
@@ -276,8 +276,10 @@ clnorm_status clnorm_chain_step(clnorm_chain *chain, cl_kernel kernel, const cha
  * command's event to *done (a marker when there was none) on success. The call's events stay
  * held on the context until they and the caller's events have all resolved. */
 clnorm_status clnorm_chain_end(clnorm_chain *chain, clnorm_status status, cl_event *done);
-/* Releases the held records whose events all resolved; all: every record (context release). */
-void clnorm_held_reap(clnorm_context *ctx, int all);
+/* Releases a few held records whose events all resolved (each call does). */
+void clnorm_held_reap(clnorm_context *ctx);
+/* At context release: the resolved records go, the pending ones outlive the context. */
+void clnorm_held_release(clnorm_context *ctx);
 /* n halved until it is at most `most` (>= 1): powers of two stay powers of two. */
 size_t clnorm_halve_to(size_t n, size_t most);
 

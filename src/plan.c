@@ -292,15 +292,14 @@ clnorm_status clnorm_plan_scratch_make(clnorm_plan *plan, const clnorm_scratch_n
         /* Zero-sized buffers are not allowed; a small one keeps the argument list uniform. */
         size_t bytes = need[i].bytes ? need[i].bytes : 16;
         made[i] = clCreateBuffer(ctx->cl, CL_MEM_READ_WRITE, bytes, NULL, &err);
-        if (err == CL_INVALID_BUFFER_SIZE)
-            status = clnorm_fail(ctx, CLNORM_ERROR_UNSUPPORTED,
-                                 "clCreateBuffer: CL_INVALID_BUFFER_SIZE for %s of %zu bytes "
-                                 "(%.1f MiB): the device cannot allocate it",
-                                 need[i].what, bytes, mib(bytes));
-        else if (err != CL_SUCCESS)
-            status = clnorm_fail(ctx, CLNORM_ERROR_OUT_OF_MEMORY,
-                                 "clCreateBuffer: %s for %s of %zu bytes (%.1f MiB)",
-                                 clnorm_cl_error_name(err), need[i].what, bytes, mib(bytes));
+        if (err != CL_SUCCESS) {
+            char what[160];
+            snprintf(what, sizeof what, "%s of %zu bytes, %.1f MiB", need[i].what, bytes,
+                     mib(bytes));
+            status = clnorm_fail_cl(ctx, err, "clCreateBuffer", what);
+            if (err == CL_INVALID_BUFFER_SIZE) /* more than this device can allocate */
+                status = CLNORM_ERROR_UNSUPPORTED;
+        }
     }
     /* All or none: a later call tries again from the same state. */
     for (size_t i = 0; i < count; ++i) {

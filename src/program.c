@@ -105,6 +105,9 @@ static char *map_log(const char *log, const size_t first_line[NFILES])
             while (d < len && log[d] >= '0' && log[d] <= '9' && line < 100000000ull)
                 line = line * 10 + (unsigned long long)(log[d++] - '0');
         int header = name_len >= 2 && log[end - 2] == '.' && log[end - 1] == 'h';
+        /* the compiler's own pseudo-file of predefined and -D macros */
+        if (name_len == 10 && !memcmp(log + i, "<built-in>", 10))
+            header = 1;
         int file_like = log[i] == '<' || memchr(log + i, '.', name_len) != NULL;
         if (line >= first_line[0] && d < len && log[d] == ':' && file_like && !header &&
             !is_kernel_file(log + i, name_len)) {

@@ -491,6 +491,47 @@ START_TEST(failed_dependency_on_an_out_of_order_queue)
 }
 END_TEST
 
+/* The plan and its context released while a call still waits, and the dependency failing
+ * after: clnorm's events must outlive both (PoCL aborts otherwise). */
+START_TEST(dependency_failing_after_plan_and_context_are_released)
+{
+    if (!driver_terminates_waiters())
+        return;
+    clnorm_context *ctx;
+    CLNORM_OK(NULL, clnorm_context_create_from_queue(clnorm_context_queue(harness_ctx()), &ctx));
+    const shape *sh = &shapes[0];
+    setup s;
+    setup_make(&s, sh);
+    clnorm_plan *plan;
+    CLNORM_OK(ctx, clnorm_plan_create(ctx, &s.desc, &plan));
+    cl_int err;
+    cl_event ue = clCreateUserEvent(clnorm_context_cl(ctx), &err), done = NULL;
+    CL_OK(err);
+    CLNORM_OK(ctx, run(plan, sh, &s.b, 1, &ue, &done));
+    clnorm_plan_release(plan);
+    clnorm_context_release(ctx);
+    CL_OK(clSetUserEventStatus(ue, -1));
+    cl_int state = CL_QUEUED;
+    for (int tries = 0; tries < 1000 && state > CL_COMPLETE; ++tries) {
+        CL_OK(clGetEventInfo(done, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof state, &state,
+                             NULL));
+        struct timespec ms = {0, 1000 * 1000};
+        nanosleep(&ms, NULL);
+    }
+    ck_assert_int_lt(state, 0);
+    clReleaseEvent(done);
+    clReleaseEvent(ue);
+    setup_expect(&s, NULL, "released plan and context, failed dependency");
+    /* A later call on another context reaps what the released one left. */
+    clnorm_plan *again;
+    CLNORM_OK(harness_ctx(), clnorm_plan_create(harness_ctx(), &s.desc, &again));
+    CLNORM_OK(harness_ctx(), run(again, sh, &s.b, 0, NULL, NULL));
+    harness_finish();
+    clnorm_plan_release(again);
+    setup_free(&s);
+}
+END_TEST
+
 /* ---- buffers and events the kernels cannot use ----------------------------------------------- */
 
 /* How a misuse case breaks the call: a role replaced by a buffer of another context, one with
@@ -797,8 +838,10 @@ END_TEST
 /* A call with no plan has no context: its message is where the header says, under NULL. */
 START_TEST(failure_without_a_plan_is_read_under_null)
 {
-    ck_assert_int_eq(clnorm_backward(NULL, CLNORM_TRAINING, NULL, 0, NULL, NULL),
+    cl_event done = (cl_event)&done;
+    ck_assert_int_eq(clnorm_backward(NULL, CLNORM_TRAINING, NULL, 0, NULL, &done),
                      CLNORM_ERROR_INVALID_ARGUMENT);
+    ck_assert_ptr_null(done);
     ck_assert_ptr_nonnull(strstr(clnorm_context_last_error(NULL), "plan: NULL"));
 }
 END_TEST
@@ -815,6 +858,7 @@ int main(void)
     TCase *deps = tcase_create("dependencies");
     tcase_set_timeout(deps, 600);
     tcase_add_test(deps, failed_dependency_fails_done_and_writes_nothing);
+    tcase_add_test(deps, dependency_failing_after_plan_and_context_are_released);
     suite_add_tcase(suite, deps);
     TCase *ooo = tcase_create("out_of_order");
     tcase_set_timeout(ooo, 600);

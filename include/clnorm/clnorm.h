@@ -121,8 +121,10 @@ CLNORM_API size_t clnorm_plan_stats_count(const clnorm_plan *plan); /* C, N, N*C
  * allocated by the first call that runs the pass, never at plan creation, so a forward-only
  * plan holds no backward scratch. It is bounded:
  *   forward:  8 bytes per statistics block (blocks of at least 2048 elements on GPUs, the
- *             tuned block on CPUs) + 8 bytes per statistics group + 12 bytes per (n, c);
- *   backward: the same per block and 16 bytes per (n, c) or per sample, and for LAYER/RMS
+ *             tuned block on CPUs) + 8 bytes per statistics group + 12 bytes per channel
+ *             (BATCH) or per (n, c) (INSTANCE, GROUP), none for LAYER and RMS;
+ *   backward: the same per block, and 16 bytes per channel (BATCH), per (n, c) (INSTANCE,
+ *             GROUP) or per sample (LAYER, RMS); and for LAYER/RMS
  *             dgamma/dbeta 8 bytes per C*D element per 512 samples, none when n <= 512; CPU
  *             plans whose samples fit in cache add 8 bytes per C*D element for each of at
  *             most 8 work-items per compute unit. A backward that recomputes the statistics
@@ -155,7 +157,9 @@ CLNORM_API size_t clnorm_plan_scratch_bytes(const clnorm_plan *plan, clnorm_scra
  * done (may be NULL): on success, the event of the call's last command, for the caller to
  * release. If an event of the wait list fails, done fails (a negative execution status) and
  * nothing is written. Its profiling times cover that last command only. clnorm holds its own
- * references to the call's events, and to those of the wait list, until all have resolved.
+ * references to the call's events, and to those of the wait list, until all have resolved,
+ * also past the release of the plan and the context. On an out-of-order queue a call also
+ * waits for the plan's previous call (they share scratch), and fails if that one fails.
  *
  * Scratch is allocated by the first call of the pass that uses it (clnorm_plan_scratch_bytes).
  */

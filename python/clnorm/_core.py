@@ -105,8 +105,13 @@ class Context:
         self.close()
 
     def __del__(self):
+        # No waiting in a finalizer: the plans go as their own references do, and the C library
+        # keeps every pending call's events past the release of plans and contexts.
         try:
-            self.close()
+            handle, self._handle = getattr(self, "_handle", None), None
+            self._plans = {}
+            if handle:
+                _lib.load().clnorm_context_release(handle)
         except Exception:  # interpreter shutdown: modules may be gone
             pass
 
@@ -118,8 +123,8 @@ class Context:
             plan = self._plans.get(key)
             if plan is None:
                 if len(self._plans) >= 64:  # keep the newest; plans are cheap to remake
-                    oldest = next(iter(self._plans))
-                    self._plans.pop(oldest).close()
+                    # dropped, not closed: another thread may be inside a call on it
+                    self._plans.pop(next(iter(self._plans)))
                 plan = self._plans[key] = make()
             return plan
 
@@ -204,7 +209,8 @@ class Plan:
         self._handle = handle.value
         self._lib = lib
         self._pending = []  # (event, objects the call was handed), until the event resolves
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _pending
+        self._call_lock = threading.Lock()  # a call in progress, against close()
 
     # --- what the plan needs -------------------------------------------------------------
 
@@ -275,7 +281,7 @@ class Plan:
                        save_mean=save_mean, save_invstd=save_invstd,
                        running_mean=running_mean, running_var=running_var)
         return self._call("clnorm_backward", self._lib.clnorm_backward, training, tensors,
-                          _BACKWARD_OUT + (), wait_for)
+                          _BACKWARD_OUT, wait_for)
 
     def finish(self):
         """Waits until every call made through this object has resolved."""
@@ -289,12 +295,13 @@ class Plan:
 
     def close(self):
         """Releases the plan once its calls have resolved (clnorm_plan_release)."""
-        handle = getattr(self, "_handle", None)
-        if not handle:
+        if not getattr(self, "_handle", None):
             return
         self.finish()
-        self._handle = None
-        self._lib.clnorm_plan_release(handle)
+        with self._call_lock:  # not while another thread is inside a call on it
+            handle, self._handle = self._handle, None
+        if handle:
+            self._lib.clnorm_plan_release(handle)
 
     def __enter__(self):
         return self
@@ -303,17 +310,11 @@ class Plan:
         self.close()
 
     def __del__(self):
+        # Safe with calls pending: the C library keeps their events until they resolve.
         try:
-            handle = getattr(self, "_handle", None)
-            if not handle:
-                return
-            self._reap()
-            if self._pending:
-                # Work still waits (say on a user event never set): releasing could free
-                # events a driver still needs, and waiting could block forever. Leak it.
-                return
-            self._handle = None
-            self._lib.clnorm_plan_release(handle)
+            handle, self._handle = getattr(self, "_handle", None), None
+            if handle:
+                self._lib.clnorm_plan_release(handle)
         except Exception:  # interpreter shutdown: modules may be gone
             pass
 
@@ -400,6 +401,10 @@ class Plan:
                         (role, type(a).__name__))
 
     def _call(self, function, fn, training, tensors, outputs, wait_for):
+        with self._call_lock:  # close() waits for a call in progress
+            return self._call_locked(function, fn, training, tensors, outputs, wait_for)
+
+    def _call_locked(self, function, fn, training, tensors, outputs, wait_for):
         handle = self._handle
         if not handle:
             raise _lib.invalid("the plan was closed", function)
