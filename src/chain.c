@@ -70,11 +70,7 @@ static void held_free(clnorm_held *h)
     free(h);
 }
 
-/* A list of records (oldest first) and where the next one goes. */
-typedef struct held_list {
-    clnorm_held *head, **tail;
-} held_list;
-
+/* Appends h to the list at *head (oldest first), whose last next pointer is *tail. */
 static void list_push(clnorm_held **head, clnorm_held ***tail, clnorm_held *h)
 {
     h->next = NULL;

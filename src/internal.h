@@ -209,7 +209,8 @@ clnorm_status clnorm_plan_scratch_make(clnorm_plan *plan, const clnorm_scratch_n
 /* Forward's statistics scratch (partials, statistics, apply table); backward's own. */
 clnorm_status clnorm_plan_forward_scratch(clnorm_plan *plan);
 clnorm_status clnorm_plan_backward_scratch(clnorm_plan *plan);
-/* Backward's kernels and scratch (backward.c); release accepts a partly built plan. */
+/* Backward's kernels and the sizes of its scratch (backward.c); release accepts a partly built
+ * plan. */
 clnorm_status clnorm_plan_backward_setup(clnorm_plan *plan, cl_program program);
 void clnorm_plan_backward_release(clnorm_plan *plan);
 
