@@ -40,22 +40,23 @@ typedef struct clnorm_held {
     cl_event events[];
 } clnorm_held;
 
-static int resolved(cl_event event)
+/* The event's execution status; CL_COMPLETE for one the driver cannot tell about (nothing left
+ * to wait for). */
+static cl_int status_of(cl_event event)
 {
-    cl_int status = CL_QUEUED;
+    cl_int status = CL_COMPLETE;
     if (clGetEventInfo(event, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof status, &status, NULL) !=
         CL_SUCCESS)
-        return 1; /* not an event we can ask about: nothing left to wait for */
-    return status <= CL_COMPLETE;
+        return CL_COMPLETE;
+    return status;
 }
+
+static int resolved(cl_event event) { return status_of(event) <= CL_COMPLETE; }
 
 static int held_resolved(const clnorm_held *h)
 {
     /* A command completes only after its dependencies did: a complete last event settles it. */
-    cl_int status = CL_QUEUED;
-    if (clGetEventInfo(h->events[h->count - 1], CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof status,
-                       &status, NULL) == CL_SUCCESS &&
-        status == CL_COMPLETE)
+    if (status_of(h->events[h->count - 1]) == CL_COMPLETE)
         return 1;
     for (cl_uint i = 0; i < h->count; ++i)
         if (!resolved(h->events[i]))
@@ -248,10 +249,8 @@ clnorm_status clnorm_chain_step(clnorm_chain *chain, cl_kernel kernel, const cha
 static cl_int failed_before(const clnorm_chain *chain)
 {
     for (cl_uint i = 0; i + 1 < chain->first; ++i) {
-        cl_int status = CL_COMPLETE;
-        if (clGetEventInfo(chain->record->events[i], CL_EVENT_COMMAND_EXECUTION_STATUS,
-                           sizeof status, &status, NULL) == CL_SUCCESS &&
-            status < 0)
+        cl_int status = status_of(chain->record->events[i]);
+        if (status < 0)
             return status;
     }
     return CL_COMPLETE;
