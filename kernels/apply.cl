@@ -98,7 +98,7 @@ __kernel void norm_rows(__global const store_t *x, __global store_t *y, __global
                         __global float *stats, ulong ngroups, __global const float *gamma,
                         __global const float *beta, __global float *save_mean,
                         __global float *save_invstd, ulong S, ulong block, ulong nseg,
-                        ulong gps, float eps)
+                        ulong gps, float eps, int rms)
 {
     ulong g = get_global_id(0);
     if (g >= ngroups)
@@ -117,23 +117,18 @@ __kernel void norm_rows(__global const store_t *x, __global store_t *y, __global
     mean += shift;
     part[2 * g] = mean;
     part[2 * g + 1] = m2;
-#if CLNORM_KIND == KIND_RMS
-    float invstd = rsqrt(m2 / n + mean * mean + eps);
-    float m = 0.0f;
-    stats[g] = 0.0f;
-#else
-    float invstd = rsqrt(m2 / n + eps);
-    float m = mean;
-    stats[g] = mean;
-    if (save_mean)
+    /* RMS: no mean; its square joins the second moment instead */
+    float invstd = rsqrt(m2 / n + (rms ? mean * mean : 0.0f) + eps);
+    float m = rms ? 0.0f : mean;
+    stats[g] = m;
+    if (save_mean && !rms)
         save_mean[g] = mean;
-#endif
     stats[ngroups + g] = invstd;
     if (save_invstd)
         save_invstd[g] = invstd;
 
     ulong i = row0, pos = 0;
-#if CLNORM_KIND == KIND_LAYER || CLNORM_KIND == KIND_RMS
+#if CLNORM_APPLY == 2
     ulong stop = row0 + S;
     APPLY_PER_ELEMENT(m, invstd)
 #else

@@ -19,19 +19,16 @@
  * ([means | invstds]), hence a buffer and an offset for each.
  */
 
-#if CLNORM_KIND == KIND_LAYER || CLNORM_KIND == KIND_RMS
+#if CLNORM_APPLY == 2 /* LAYER, RMS */
 #define PER_ELEMENT_GAMMA 1
 #else
 #define PER_ELEMENT_GAMMA 0
 #endif
 
-inline float stat_mean(__global const float *mean, ulong i)
+/* RMS passes no mean (NULL): it is 0 by definition. */
+inline float stat_mean(__global const float *mean, ulong off, ulong i)
 {
-#if CLNORM_KIND == KIND_RMS
-    return 0.0f;
-#else
-    return mean[i];
-#endif
+    return mean ? mean[off + i] : 0.0f;
 }
 
 /* The group's part of dx = k_dy*dy + k_x*(x - mean) + k_0: with invstd a, count elements and
@@ -56,7 +53,7 @@ bwd_partial_rows_wg(__global const store_t *x, __global const store_t *dy, __glo
         return;
     row_block b = row_block_at(g, Q, R, S, qb, sb, sblocks, nqb);
     ulong k = (b.p * R + b.r) / members;
-    float m = stat_mean(mean + moff, k), a = invstd[ioff + k];
+    float m = stat_mean(mean, moff, k), a = invstd[ioff + k];
     ulong width = wg_width(&b);
     float sg = 0.0f, sx = 0.0f;
     if (width == 4) {
@@ -111,7 +108,7 @@ __kernel void bwd_partial_rows(__global const store_t *x, __global const store_t
     ulong q0 = qbi * qb, q1 = min(Q, q0 + qb);
     ulong s0 = sbi * sb, s1 = min(S, s0 + sb);
     ulong k = (p * R + r) / members;
-    float m = stat_mean(mean + moff, k), a = invstd[ioff + k];
+    float m = stat_mean(mean, moff, k), a = invstd[ioff + k];
 
     float8 sg8 = (float8)(0.0f), sx8 = (float8)(0.0f);
     float sg1 = 0.0f, sx1 = 0.0f;
@@ -450,15 +447,11 @@ __kernel void bwd_finalize(__global const float *part, ulong nblk, __global cons
         return;
 #if PER_ELEMENT_GAMMA
     float2 s = slice_sums(part, j, nblk);
-    float m = stat_mean(mean + moff, j), a = invstd[ioff + j];
+    float m = stat_mean(mean, moff, j), a = invstd[ioff + j];
     coef[j] = m;
     coef[T + j] = a;
     coef[2 * T + j] = constant_stats ? 0.0f : coef_x(a, s.y, count);
-#if CLNORM_KIND == KIND_RMS
-    coef[3 * T + j] = 0.0f;
-#else
-    coef[3 * T + j] = constant_stats ? 0.0f : coef_0(a, s.x, count);
-#endif
+    coef[3 * T + j] = constant_stats || !mean ? 0.0f : coef_0(a, s.x, count);
 #else
     for (ulong n = 0; n < nsamples; ++n) {
         ulong k = n * (C / cpg) + j; /* statistics group */
@@ -506,7 +499,7 @@ __kernel void bwd_param_partial(__global const store_t *x, __global const store_
     if (c0 + 8 <= L) {
         float8 sb = (float8)(0.0f), sgm = (float8)(0.0f);
         for (ulong n = q0; n < q1; ++n) {
-            float m = stat_mean(mean + moff, n), a = invstd[ioff + n];
+            float m = stat_mean(mean, moff, n), a = invstd[ioff + n];
             float8 d = LOAD8(dy, n * L + c0);
             sb += d;
             sgm += d * ((LOAD8(x, n * L + c0) - m) * a);
@@ -533,7 +526,7 @@ __kernel void bwd_param_partial(__global const store_t *x, __global const store_
     for (ulong c = c0; c < L && c < c0 + CLNORM_RT; ++c) {
         float sb = 0.0f, sgm = 0.0f;
         for (ulong n = q0; n < q1; ++n) {
-            float m = stat_mean(mean + moff, n), a = invstd[ioff + n];
+            float m = stat_mean(mean, moff, n), a = invstd[ioff + n];
             float d = LOAD1(dy, n * L + c);
             sb += d;
             sgm += d * ((LOAD1(x, n * L + c) - m) * a);
@@ -654,7 +647,7 @@ __kernel void bwd_rows(__global const store_t *x, __global const store_t *dy,
     __global float *pdb = ppart + 2 * item * L, *pdg = pdb + L;
     float count = (float)L;
     for (ulong n = n0; n < n1; ++n) {
-        float m = stat_mean(mean + moff, n), a = invstd[ioff + n];
+        float m = stat_mean(mean, moff, n), a = invstd[ioff + n];
         __global const store_t *xr = x + n * L, *dyr = dy + n * L;
         int first = n == n0;
         float sg = 0.0f, sgx = 0.0f;
@@ -692,11 +685,7 @@ __kernel void bwd_rows(__global const store_t *x, __global const store_t *dy,
         if (!want_dx)
             continue;
         float kx = coef_x(a, sgx, count);
-#if CLNORM_KIND == KIND_RMS
-        float k0 = 0.0f;
-#else
-        float k0 = coef_0(a, sg, count);
-#endif
+        float k0 = mean ? coef_0(a, sg, count) : 0.0f;
         __global store_t *dxr = dx + n * L;
         ulong c = 0;
         for (; c + 8 <= L; c += 8) {

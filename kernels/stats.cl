@@ -12,15 +12,6 @@
  * No float atomics, no E[x^2] - E[x]^2, no long sequential sums.
  */
 
-/* Programs built without the forward-only options (the copy kernel's, clnorm-info's) get the
- * shapes they had before these options existed. */
-#ifndef CLNORM_CT
-#define CLNORM_CT CLNORM_RT
-#endif
-#ifndef CLNORM_NARROW
-#define CLNORM_NARROW 0
-#endif
-
 /* Partials are (mean, M2) pairs of scalars; scalar stores, because Oclgrind's uninitialized-value
  * check misreads vectors assembled from scalars. M2 is clamped by a comparison, not fmax: a NaN
  * must survive into the group's result. */
@@ -229,52 +220,6 @@ stats_partial_rows_wg(__global const store_t *x, __global float *part, ulong P, 
     }
 
 #if CLNORM_NARROW
-/*
- * Fewer than eight columns (CLNORM_NARROW = R, 2..7; channels-last images with few channels):
- * a block of rows is one contiguous run, read as vectors whose lanes cycle through the columns
- * with period NARROW_L = lcm(R, 8) elements (NARROW_M vectors, NARROW_RP rows). Lane j of the
- * period belongs to column j mod R; a column's lanes and the block's last rows (under one
- * period) are added in a fixed order at the end. Two-pass per column as everywhere.
- */
-#define NARROW_M (CLNORM_NARROW % 2 ? CLNORM_NARROW : CLNORM_NARROW == 6 ? 3 : 1)
-#define NARROW_L (8 * NARROW_M)
-#define NARROW_RP (NARROW_L / CLNORM_NARROW)
-
-/* out[c] += the lanes of v[] that belong to column c, in lane order. */
-inline void narrow_fold(const float8 *v, float *out)
-{
-    float lanes[NARROW_L];
-    #pragma unroll
-    for (int k = 0; k < NARROW_M; ++k)
-        vstore8(v[k], k, lanes);
-    #pragma unroll
-    for (int j = 0; j < NARROW_L; ++j)
-        out[j % CLNORM_NARROW] += lanes[j];
-}
-
-/* The per-column values c[] spread over the lanes of a period whose first lane belongs to
- * column c0. */
-inline void narrow_spread(const float *c, int c0, float8 *v)
-{
-    float lanes[NARROW_L];
-    #pragma unroll
-    for (int j = 0; j < NARROW_L; ++j)
-        lanes[j] = c[(c0 + j) % CLNORM_NARROW];
-    #pragma unroll
-    for (int k = 0; k < NARROW_M; ++k)
-        v[k] = vload8(k, lanes);
-}
-
-/* Per-column constants t[0..R) of a row: into c[], and spread over a period's lanes from
- * column c0 into v[] (the apply passes, whose rows may start at any column). */
-inline void narrow_consts(__global const float *t, int c0, float *c, float8 *v)
-{
-    #pragma unroll
-    for (int k = 0; k < CLNORM_NARROW; ++k)
-        c[k] = t[k];
-    narrow_spread(c, c0, v);
-}
-
 inline void narrow_stats(__global const store_t *x, __global float *part, ulong i0, ulong rows,
                          ulong out, ulong nqb)
 {
@@ -441,7 +386,7 @@ __kernel void stats_partial_cols(__global const store_t *x, __global float *part
  * partial columns of nblk blocks each (channels-last GROUP merges its C/G channels here).
  *
  * Writes: stats = [mean of every group | invstd of every group] for the apply and backward
- * passes (RMS: mean 0, invstd = 1/rms); save_mean and
+ * passes (rms, for RMS: mean 0, invstd = 1/rms); save_mean and
  * save_invstd when given; running statistics when update_running; and, for kinds whose
  * parameters are per channel, table[3][T] = (mean, invstd*gamma, beta) per (sample, channel).
  */
@@ -453,7 +398,7 @@ __kernel void stats_finalize(__global const float *part, __global float *stats, 
                              ulong item_stride, ulong nblk, ulong members, ulong Q, ulong S,
                              ulong qb, ulong sb, ulong sblocks, float eps, float momentum,
                              int update_running, ulong groups_per_sample,
-                             ulong chans_per_group, ulong C)
+                             ulong chans_per_group, ulong C, int rms)
 {
     ulong w = get_global_id(0);
     if (w >= nitems)
@@ -480,13 +425,14 @@ __kernel void stats_finalize(__global const float *part, __global float *stats, 
             }
         }
         mean += shift;
-#if CLNORM_KIND == KIND_RMS
-        float invstd = rsqrt(m2 / n + mean * mean + eps);
-        stats[gi] = 0.0f;
-        stats[ngroups + gi] = invstd;
-        if (save_invstd)
-            save_invstd[gi] = invstd;
-#else
+        if (rms) {
+            float invstd = rsqrt(m2 / n + mean * mean + eps);
+            stats[gi] = 0.0f;
+            stats[ngroups + gi] = invstd;
+            if (save_invstd)
+                save_invstd[gi] = invstd;
+            continue;
+        }
         float invstd = rsqrt(m2 / n + eps);
         stats[gi] = mean;
         stats[ngroups + gi] = invstd;
@@ -496,8 +442,7 @@ __kernel void stats_finalize(__global const float *part, __global float *stats, 
             save_invstd[gi] = invstd;
         mean_sum += mean;
         var_sum += m2 / (n - 1.0f);
-#endif
-#if CLNORM_KIND == KIND_BATCH || CLNORM_KIND == KIND_INSTANCE || CLNORM_KIND == KIND_GROUP
+#if CLNORM_APPLY != 2
         ulong gin;
         ulong sample = divide(gi, groups_per_sample, &gin);
         ulong c0 = gin * chans_per_group;

@@ -20,7 +20,7 @@ static int per_sample(const clnorm_desc *d)
     return d->kind == CLNORM_LAYER || d->kind == CLNORM_RMS;
 }
 
-clnorm_status clnorm_plan_backward_setup(clnorm_plan *plan, cl_program program)
+void clnorm_plan_backward_setup(clnorm_plan *plan)
 {
     const clnorm_desc *d = &plan->desc;
     int gpu = plan->ctx->info.cls == CLNORM_CLASS_GPU;
@@ -33,18 +33,8 @@ clnorm_status clnorm_plan_backward_setup(clnorm_plan *plan, cl_program program)
     if (!gpu && v.S == 1 && v.R > 1)
         cols = plan->narrow ? (size_t)plan->narrow : plan->col_tile;
     plan->bwd_view = v;
-    plan->bwd_blocking = clnorm_plan_blocking(plan, &v, cols);
+    plan->bwd_blocking = clnorm_plan_blocking(plan, &v, cols, plan->bwd_wg);
     plan->coef_size = per_sample(d) ? d->n : plan->table_size;
-    clnorm_status s;
-    const char *rows_kernel = plan->bwd_blocking.wg ? "bwd_partial_rows_wg" : "bwd_partial_rows";
-    if ((s = clnorm_plan_kernel(plan, program, rows_kernel, &plan->bwd_partial_rows)) ||
-        (s = clnorm_plan_kernel(plan, program, "bwd_partial_cols", &plan->bwd_partial_cols)) ||
-        (s = clnorm_plan_kernel(plan, program, "bwd_finalize", &plan->bwd_finalize)) ||
-        (s = clnorm_plan_kernel(plan, program, "bwd_param_partial", &plan->bwd_param_partial)) ||
-        (s = clnorm_plan_kernel(plan, program, "bwd_param_finalize", &plan->bwd_param_finalize)) ||
-        (s = clnorm_plan_kernel(plan, program, "bwd_running_stats", &plan->bwd_running_stats)) ||
-        (s = clnorm_plan_kernel(plan, program, "bwd_apply", &plan->bwd_apply)))
-        return s;
     /* Sizes only: the first backward allocates (clnorm_plan_backward_scratch). */
     plan->bwd_partials_bytes = v.P * v.R * plan->bwd_blocking.nblk * 2 * sizeof(float);
     plan->coef_bytes = plan->coef_size * 4 * sizeof(float);
@@ -56,26 +46,16 @@ clnorm_status clnorm_plan_backward_setup(clnorm_plan *plan, cl_program program)
         plan->bwd_rows_per_item = (d->n + want - 1) / want;
         plan->bwd_row_items = (d->n + plan->bwd_rows_per_item - 1) / plan->bwd_rows_per_item;
         plan->bwd_row_partials_bytes = plan->bwd_row_items * 2 * L * sizeof(float);
-        if ((s = clnorm_plan_kernel(plan, program, "bwd_rows", &plan->bwd_rows)) ||
-            (s = clnorm_plan_kernel(plan, program, "bwd_rows_param_finalize",
-                                    &plan->bwd_rows_param_finalize)))
-            return s;
     }
-    if (plan->fused_slab &&
-        (s = clnorm_plan_kernel(plan, program, "bwd_slab", &plan->bwd_slab)))
-        return s;
     size_t cpg = d->kind == CLNORM_GROUP ? d->c / d->groups : 1;
     int chans_first = v.Q == 1 && v.R == 1 && v.S > 1;
     size_t groups_local = clnorm_plan_items_local(plan, plan->stats_count);
     if (!gpu && (d->kind == CLNORM_INSTANCE || d->kind == CLNORM_GROUP) && chans_first &&
-        cpg * d->d <= FUSED_MAX_ROW && groups_local) {
+        cpg * d->d <= FUSED_MAX_ROW && groups_local)
         plan->bwd_groups_local = groups_local;
-        if ((s = clnorm_plan_kernel(plan, program, "bwd_groups", &plan->bwd_groups)))
-            return s;
-    }
     if (per_sample(d)) {
         clnorm_view pv = {1, d->n, L, 1, 1};
-        plan->param_blocking = clnorm_plan_blocking(plan, &pv, cols);
+        plan->param_blocking = clnorm_plan_blocking(plan, &pv, cols, plan->bwd_wg);
         plan->param_blocking.nqb = (d->n + PARAM_BLOCK_ROWS - 1) / PARAM_BLOCK_ROWS;
         plan->param_blocking.qb = PARAM_BLOCK_ROWS;
         plan->param_blocking.work_items = plan->param_blocking.nqb * ((L + cols - 1) / cols);
@@ -84,7 +64,48 @@ clnorm_status clnorm_plan_backward_setup(clnorm_plan *plan, cl_program program)
         if (plan->param_blocking.nqb > 1)
             plan->param_partials_bytes = L * plan->param_blocking.nqb * 2 * sizeof(float);
     }
-    return CLNORM_SUCCESS;
+}
+
+/* Backward's program and kernels, at the plan's first backward call (plan lock held). */
+static clnorm_status backward_kernels(clnorm_plan *plan)
+{
+    if (plan->bwd_apply)
+        return CLNORM_SUCCESS;
+    cl_program program;
+    clnorm_status s = clnorm_plan_backward_program(plan, &program);
+    if (s)
+        return s;
+    const char *rows_kernel = plan->bwd_blocking.wg ? "bwd_partial_rows_wg" : "bwd_partial_rows";
+    struct {
+        const char *name;
+        cl_kernel *out;
+        int wanted;
+    } kernels[] = {
+        {rows_kernel, &plan->bwd_partial_rows, 1},
+        {"bwd_partial_cols", &plan->bwd_partial_cols, 1},
+        {"bwd_finalize", &plan->bwd_finalize, 1},
+        {"bwd_param_partial", &plan->bwd_param_partial, 1},
+        {"bwd_param_finalize", &plan->bwd_param_finalize, 1},
+        {"bwd_running_stats", &plan->bwd_running_stats, 1},
+        {"bwd_rows", &plan->bwd_rows, plan->bwd_rows_per_item != 0},
+        {"bwd_rows_param_finalize", &plan->bwd_rows_param_finalize, plan->bwd_rows_per_item != 0},
+        {"bwd_slab", &plan->bwd_slab, plan->fused_slab},
+        {"bwd_groups", &plan->bwd_groups, plan->bwd_groups_local != 0},
+        {"bwd_apply", &plan->bwd_apply, 1}, /* last: its presence says all are made */
+    };
+    size_t nlimits = plan->nlimits;
+    for (size_t i = 0; i < sizeof kernels / sizeof kernels[0] && !s; ++i)
+        if (kernels[i].wanted)
+            s = clnorm_plan_kernel(plan, program, kernels[i].name, kernels[i].out);
+    if (s) { /* all or none: the next call tries again */
+        plan->nlimits = nlimits;
+        for (size_t i = 0; i < sizeof kernels / sizeof kernels[0]; ++i)
+            if (*kernels[i].out) {
+                clReleaseKernel(*kernels[i].out);
+                *kernels[i].out = NULL;
+            }
+    }
+    return s;
 }
 
 clnorm_status clnorm_plan_backward_scratch(clnorm_plan *plan)
@@ -96,7 +117,7 @@ clnorm_status clnorm_plan_backward_scratch(clnorm_plan *plan)
         {&plan->bwd_row_partials, plan->bwd_row_partials_bytes, "row parameter partials"},
     };
     /* Row parameter partials exist only where the one-pass row kernel does. */
-    return clnorm_plan_scratch_make(plan, need, plan->bwd_rows ? 4 : 3);
+    return clnorm_plan_scratch_make(plan, need, plan->bwd_rows_per_item ? 4 : 3);
 }
 
 void clnorm_plan_backward_release(clnorm_plan *plan)
@@ -162,8 +183,8 @@ static clnorm_status check_backward(const clnorm_plan *plan, clnorm_mode mode,
     if ((s = clnorm_roles_check(ctx, roles, sizeof roles / sizeof roles[0])))
         return s;
     if (!src->use_running && b->save_invstd) {
-        /* RMS has no mean: any buffer does, the kernels never read it. */
-        src->mean = rms ? b->save_invstd : b->save_mean;
+        /* RMS: NULL, the kernels' sign that there is no mean (a save_mean given is unused) */
+        src->mean = rms ? NULL : b->save_mean;
         src->invstd = b->save_invstd;
         src->moff = src->ioff = 0;
     } else {
@@ -405,13 +426,20 @@ clnorm_status clnorm_backward(clnorm_plan *plan, clnorm_mode mode, const clnorm_
 
     clnorm_chain chain;
     pthread_mutex_lock(&plan->lock);
+    int work = plan->elements > 0 && (bufs->dx || bufs->dgamma || bufs->dbeta);
+    if (work && (s = backward_kernels(plan))) {
+        pthread_mutex_unlock(&plan->lock);
+        return s;
+    }
     clnorm_chain_begin(&chain, plan, num_wait, wait);
-    if (plan->elements > 0 && (bufs->dx || bufs->dgamma || bufs->dbeta)) {
+    if (work) {
         if (src.own)
             s = clnorm_plan_forward_scratch(plan);
         if (!s && !(s = clnorm_plan_backward_scratch(plan))) {
-            if (src.own)
-                src.mean = src.invstd = plan->stats;
+            if (src.own) {
+                src.invstd = plan->stats;
+                src.mean = plan->desc.kind == CLNORM_RMS ? NULL : plan->stats;
+            }
             s = enqueue_backward(plan, &chain, bufs, &src);
         }
     }

@@ -155,6 +155,13 @@ void clnorm_device_info_read(cl_platform_id platform, cl_device_id device,
         info->max_alloc = alloc_cap;
     clGetDeviceInfo(device, CL_DEVICE_COMPILER_AVAILABLE, sizeof info->compiler_available,
                     &info->compiler_available, NULL);
+    /* CLNORM_COMPILER=0: a device without a compiler, to run the FPGA path (kernel packages
+     * only) anywhere */
+    const char *compiler = getenv("CLNORM_COMPILER");
+    if (compiler && strcmp(compiler, "0") == 0 && info->compiler_available) {
+        info->compiler_available = CL_FALSE;
+        info->compiler_forced_off = 1;
+    }
     clGetDeviceInfo(device, CL_DEVICE_ENDIAN_LITTLE, sizeof info->little_endian,
                     &info->little_endian, NULL);
     if (info->max_work_group == 0)
@@ -207,6 +214,9 @@ static void context_free(clnorm_context *ctx)
         free(e->options);
         free(e);
     }
+    for (size_t i = 0; i < ctx->npackages; ++i)
+        free(ctx->packages[i]);
+    free(ctx->packages);
     if (ctx->queue)
         clReleaseCommandQueue(ctx->queue);
     if (ctx->cl)
@@ -214,6 +224,51 @@ static void context_free(clnorm_context *ctx)
     pthread_mutex_destroy(&ctx->lock);
     clnorm_error_forget(ctx);
     free(ctx);
+}
+
+clnorm_status clnorm_context_add_package_dir(clnorm_context *ctx, const char *dir)
+{
+    size_t n = strlen(dir);
+    char *copy = malloc(n + 1);
+    pthread_mutex_lock(&ctx->lock);
+    char **grown = copy ? realloc(ctx->packages, (ctx->npackages + 1) * sizeof *grown) : NULL;
+    if (grown) {
+        memcpy(copy, dir, n + 1);
+        ctx->packages = grown;
+        ctx->packages[ctx->npackages++] = copy;
+    }
+    pthread_mutex_unlock(&ctx->lock);
+    if (!grown) {
+        free(copy);
+        return clnorm_fail(ctx, CLNORM_ERROR_OUT_OF_MEMORY, "kernel package list: out of memory");
+    }
+    return CLNORM_SUCCESS;
+}
+
+/* What every new context reads from the environment: device facts, tuning, and the kernel
+ * packages of CLNORM_KERNEL_PACKAGE (folders that do not exist are searched and hold nothing). */
+static clnorm_status context_setup(clnorm_context *ctx)
+{
+    clnorm_device_info_read(ctx->platform, ctx->device, &ctx->info);
+    clnorm_tuning_load(ctx);
+    const char *list = getenv("CLNORM_KERNEL_PACKAGE");
+    for (const char *p = list; p && *p;) {
+        const char *end = strchr(p, ':');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        if (n > 0) {
+            char dir[4096];
+            if (n >= sizeof dir)
+                return clnorm_fail(NULL, CLNORM_ERROR_INVALID_ARGUMENT,
+                                   "CLNORM_KERNEL_PACKAGE: a folder name of %zu bytes", n);
+            memcpy(dir, p, n);
+            dir[n] = '\0';
+            if (clnorm_context_add_package_dir(ctx, dir))
+                return clnorm_fail(NULL, CLNORM_ERROR_OUT_OF_MEMORY,
+                                   "kernel package list: out of memory");
+        }
+        p = end ? end + 1 : p + n;
+    }
+    return CLNORM_SUCCESS;
 }
 
 clnorm_status clnorm_context_create(const char *device_spec, clnorm_context **out)
@@ -260,8 +315,8 @@ clnorm_status clnorm_context_create(const char *device_spec, clnorm_context **ou
     const device_entry *e = &list[pick];
     ctx->platform = e->platform;
     ctx->device = e->device;
-    clnorm_device_info_read(e->platform, e->device, &ctx->info);
-    clnorm_tuning_load(ctx);
+    if ((status = context_setup(ctx)))
+        goto fail;
     cl_int err = CL_SUCCESS;
     cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)e->platform, 0};
     ctx->cl = clCreateContext(props, 1, &e->device, NULL, NULL, &err);
@@ -318,8 +373,8 @@ clnorm_status clnorm_context_create_from_queue(cl_command_queue queue, clnorm_co
     clRetainCommandQueue(queue);
     ctx->queue = queue;
     ctx->out_of_order = (props & CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE) != 0;
-    clnorm_device_info_read(ctx->platform, ctx->device, &ctx->info);
-    clnorm_tuning_load(ctx);
+    if ((status = context_setup(ctx)))
+        goto fail;
     *out = ctx;
     return CLNORM_SUCCESS;
 fail:

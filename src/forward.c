@@ -52,7 +52,7 @@ static clnorm_status enqueue_finalize(clnorm_plan *plan, clnorm_chain *chain, cl
     cl_ulong members = v->members, T = plan->table_size, C = d->c, G = plan->stats_count;
     cl_ulong groups_per_sample = d->kind == CLNORM_GROUP ? d->groups : d->c;
     cl_ulong chans_per_group = d->kind == CLNORM_GROUP ? d->c / d->groups : 1;
-    cl_int update_running = update;
+    cl_int update_running = update, rms = d->kind == CLNORM_RMS;
     clnorm_karg args[] = {KARG(plan->partials),
                           KARG(plan->stats),
                           KARG(G),
@@ -79,7 +79,8 @@ static clnorm_status enqueue_finalize(clnorm_plan *plan, clnorm_chain *chain, cl
                           KARG(update_running),
                           KARG(groups_per_sample),
                           KARG(chans_per_group),
-                          KARG(C)};
+                          KARG(C),
+                          KARG(rms)};
     if ((s = clnorm_set_args(ctx, plan->finalize, "stats_finalize", args,
                              sizeof args / sizeof args[0])))
         return s;
@@ -128,6 +129,7 @@ static clnorm_status enqueue_fused(clnorm_plan *plan, clnorm_chain *chain, clnor
     cl_ulong nseg = d->kind == CLNORM_GROUP ? d->c / d->groups : 1;
     cl_ulong gps = d->kind == CLNORM_GROUP ? d->groups : d->c;
     cl_ulong P = plan->view.P, T = plan->table_size, members = plan->view.members;
+    cl_int rms = d->kind == CLNORM_RMS;
     const char *name = plan->fused_slab ? "norm_slab" : "norm_rows";
     clnorm_status s;
     if (plan->fused_slab) {
@@ -143,8 +145,8 @@ static clnorm_status enqueue_fused(clnorm_plan *plan, clnorm_chain *chain, clnor
                               KARG(plan->stats), KARG(G),            KARG(b->gamma),
                               KARG(b->beta),     KARG(b->save_mean), KARG(b->save_invstd),
                               KARG(S),           KARG(block),        KARG(nseg),
-                              KARG(gps),         KARG(d->eps)};
-        s = clnorm_set_args(plan->ctx, plan->fused, name, args, 14);
+                              KARG(gps),         KARG(d->eps),       KARG(rms)};
+        s = clnorm_set_args(plan->ctx, plan->fused, name, args, 15);
     }
     size_t items = plan->fused_slab ? P : G;
     if (s || (s = clnorm_chain_step(chain, plan->fused, name, items, plan->fused_local)))

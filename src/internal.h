@@ -37,6 +37,7 @@ typedef struct clnorm_device_info {
     size_t max_kernel_work_group; /* testing: a ceiling on every kernel's, 0 for none */
     cl_ulong local_mem, max_alloc, global_mem; /* max_alloc: CLNORM_MAX_ALLOC may lower it */
     cl_bool compiler_available, little_endian;
+    int compiler_forced_off; /* CLNORM_COMPILER=0 cleared compiler_available */
 } clnorm_device_info;
 
 /* Launch parameters a device is tuned by (tune.c): defaults per device class, or what
@@ -48,8 +49,17 @@ typedef struct clnorm_tuning {
     int from_file;
 } clnorm_tuning;
 
+/* The programs plans build (program.c): forward (statistics and apply), backward, and
+ * clnorm-bench's copy yardstick. */
+typedef enum clnorm_program {
+    CLNORM_PROGRAM_FORWARD,
+    CLNORM_PROGRAM_BACKWARD,
+    CLNORM_PROGRAM_COPY
+} clnorm_program;
+
 typedef struct clnorm_program_entry {
     struct clnorm_program_entry *next;
+    clnorm_program which;
     char *options;
     cl_program program;
 } clnorm_program_entry;
@@ -64,9 +74,12 @@ struct clnorm_context {
     int out_of_order; /* queue executes out of order: our commands chain with events */
     clnorm_device_info info;
     clnorm_tuning tuning;
-    pthread_mutex_t lock; /* guards programs and the counters below */
+    pthread_mutex_t lock; /* guards programs, packages and the counters below */
     clnorm_program_entry *programs;
-    unsigned long compiled, loaded; /* programs built from source / from the binary cache */
+    /* programs built from source / loaded from the binary cache / from a kernel package */
+    unsigned long compiled, loaded, from_package;
+    char **packages; /* kernel package folders, searched in order (package.c) */
+    size_t npackages;
     pthread_mutex_t held_lock;      /* guards held and held_tail */
     struct clnorm_held *held;       /* calls' events not yet all resolved, oldest first */
     struct clnorm_held **held_tail; /* where the next record goes (chain.c) */
@@ -79,9 +92,56 @@ void clnorm_device_info_read(cl_platform_id platform, cl_device_id device,
 
 /* ---- programs and the binary cache (program.c, cache.c) ---------------------------- */
 
-/* The program built from common.clh + stats.cl + apply.cl + backward.cl with these options;
- * built once per context and options. The context keeps ownership. */
-clnorm_status clnorm_program_get(clnorm_context *ctx, const char *options, cl_program *out);
+/* The program `which` built with these options, once per context: from a kernel package, the
+ * binary cache, or the device's compiler. problem: the clnorm-compile PROBLEM that needs it
+ * (kind:pass:layout:NxCxD[/G]), for the message when no package holds it on a device without a
+ * compiler; NULL for the copy program. The context keeps ownership. */
+clnorm_status clnorm_program_get(clnorm_context *ctx, clnorm_program which, const char *options,
+                                 const char *problem, cl_program *out);
+const char *clnorm_program_name(clnorm_program which); /* "forward", "backward", "copy" */
+#define CLNORM_COPY_OPTIONS "-cl-std=CL1.2" /* the copy program's: copy.cl needs no -D */
+int clnorm_program_from_name(const char *name, clnorm_program *out); /* 0: no such program */
+/* The self-contained source a program is built from (malloc'd), as packages store it. */
+clnorm_status clnorm_program_source(const clnorm_context *ctx, clnorm_program which,
+                                    char **source, size_t *size);
+
+/* ---- kernel packages (package.c) ------------------------------------------------------ */
+
+/* What a package search saw, for the message when nothing matched. */
+typedef struct clnorm_package_hint {
+    char found[4400];    /* the binary returned last */
+    char skipped[4600];  /* the first entry skipped, and why */
+    char compiler[1024]; /* the offline compiler command entries for this device were built with */
+} clnorm_package_hint;
+/* The binary of the (skip+1)-th entry of the context's packages that matches the program on its
+ * device and checks out; NULL when there is none. */
+unsigned char *clnorm_package_find(clnorm_context *ctx, clnorm_program which,
+                                   const char *options, const char *source, size_t source_size,
+                                   size_t skip, size_t *binary_size, clnorm_package_hint *hint);
+/* text in single quotes for a POSIX shell (malloc'd; NULL when out of memory). */
+char *clnorm_shell_quote(const char *text);
+/* Appends a folder to the context's package list (context.c); no checks. */
+clnorm_status clnorm_context_add_package_dir(clnorm_context *ctx, const char *dir);
+
+typedef enum clnorm_package_mode {
+    CLNORM_PACKAGE_DEVICE,  /* built by the device's own compiler */
+    CLNORM_PACKAGE_COMMAND, /* built by an offline compiler command */
+    CLNORM_PACKAGE_EMIT     /* source and manifest entry only */
+} clnorm_package_mode;
+/* clnorm-compile: adds the program to the package folder dir for ctx's device, keeping an entry
+ * that is already there with its binary. report receives a line saying what was done. */
+clnorm_status clnorm_package_add(clnorm_context *ctx, const char *dir, clnorm_program which,
+                                 const char *options, clnorm_package_mode mode,
+                                 const char *command, char *report, size_t report_size);
+/* clnorm-compile without problems (no device needed): records the binaries of dir's entries
+ * that are present but not recorded (copied in by hand) when command is NULL, else builds
+ * with command every entry that has no recorded binary. report (may be NULL) is called with a
+ * line per entry; entries left without a binary make it return UNSUPPORTED. device (NULL: all):
+ * only the entries whose device name contains it. */
+clnorm_status clnorm_package_build_missing(const char *dir, const char *command,
+                                           const char *device,
+                                           void (*report)(const char *line, void *user),
+                                           void *user);
 /* One kernel source by file name, from CLNORM_KERNEL_DIR when set, else the embedded copy.
  * *text is malloc'd. */
 clnorm_status clnorm_kernel_source_read(const clnorm_context *ctx, const char *name, char **text,
@@ -135,6 +195,7 @@ struct clnorm_plan {
     size_t apply_local; /* work-group size of apply (and of the copy kernel it is measured by) */
     size_t local_size; /* of the per-work-item kernels */
     size_t coop_wg;    /* CLNORM_WG on GPUs (rows reduced a work-group per block), else 0 */
+    size_t bwd_wg;     /* the same for the backward program (its kernel may allow less) */
     cl_kernel partial_rows, partial_cols, finalize, from_running, apply;
     /* Forward of row problems whose row fits in cache (CPU): statistics and apply in one kernel
      * (norm_rows), one work-item per row of view.S elements in blocks of fused_block; NULL when
@@ -187,9 +248,23 @@ struct clnorm_plan {
 };
 
 /* Plan building blocks, for backward.c: blocking of a view (cols: columns per work-item of
- * the column kernels; on GPUs, row views get the work-group kernels' blocks and wg), a kernel
+ * the column kernels; with wg, row views get the work-group kernels' blocks), a kernel
  * from the plan's program, a scratch buffer. */
-clnorm_blocking clnorm_plan_blocking(const clnorm_plan *plan, const clnorm_view *v, size_t cols);
+clnorm_blocking clnorm_plan_blocking(const clnorm_plan *plan, const clnorm_view *v, size_t cols,
+                                     size_t wg);
+/* The clnorm-compile PROBLEM of a descriptor: kind:pass:layout:NxCxD[/G], the pass
+ * forward-training (the forward program serves inference too) or backward. */
+void clnorm_problem_text(const clnorm_desc *d, int backward, char *out, size_t size);
+/* A plan prepared as clnorm_plan_create makes it, but with no program built and no kernels:
+ * for clnorm-compile to read the options of its programs. Only release it. */
+clnorm_status clnorm_plan_prepare(clnorm_context *ctx, const clnorm_desc *desc,
+                                  clnorm_plan **out);
+/* The options the plan's program `which` is (or would be) built with; "" for none (n = 0). */
+void clnorm_plan_program_options(const clnorm_plan *plan, clnorm_program which, char *out,
+                                 size_t size);
+/* The backward program, built at the first backward call; may lower plan->bwd_wg and redo
+ * clnorm_plan_backward_setup. */
+clnorm_status clnorm_plan_backward_program(clnorm_plan *plan, cl_program *out);
 /* Work-group size for a CPU kernel of `items` work-items that each take a whole cache-sized
  * group: 0 when there are fewer than four per core, else the tuned size, halved until
  * work-groups still number four per core. */
@@ -209,9 +284,9 @@ clnorm_status clnorm_plan_scratch_make(clnorm_plan *plan, const clnorm_scratch_n
 /* Forward's statistics scratch (partials, statistics, apply table); backward's own. */
 clnorm_status clnorm_plan_forward_scratch(clnorm_plan *plan);
 clnorm_status clnorm_plan_backward_scratch(clnorm_plan *plan);
-/* Backward's kernels and the sizes of its scratch (backward.c); release accepts a partly built
- * plan. */
-clnorm_status clnorm_plan_backward_setup(clnorm_plan *plan, cl_program program);
+/* Backward's shapes and the sizes of its scratch, at plan creation (backward.c); its kernels
+ * come with its program at the first backward call. release accepts a partly built plan. */
+void clnorm_plan_backward_setup(clnorm_plan *plan);
 void clnorm_plan_backward_release(clnorm_plan *plan);
 
 size_t clnorm_dtype_size(clnorm_dtype dtype);

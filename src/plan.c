@@ -198,25 +198,94 @@ size_t clnorm_kernel_max_local(const clnorm_context *ctx, cl_kernel kernel)
     return cap && cap < most ? cap : most;
 }
 
-/* The largest power of two up to wg that every work-group kernel of the program allows; 0 if
- * one of them cannot be created. */
-static size_t coop_wg_allowed(const clnorm_context *ctx, cl_program program, size_t wg)
+/* The largest power of two up to wg that the program's work-group kernel allows; 0 if it
+ * cannot be created. */
+static size_t coop_wg_allowed(const clnorm_context *ctx, cl_program program, const char *name,
+                              size_t wg)
 {
-    static const char *const names[] = {"stats_partial_rows_wg", "bwd_partial_rows_wg"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; ++i) {
-        cl_int err;
-        cl_kernel k = clCreateKernel(program, names[i], &err);
-        if (err != CL_SUCCESS)
-            return 0;
-        wg = clnorm_halve_to(wg, clnorm_kernel_max_local(ctx, k));
-        clReleaseKernel(k);
-    }
+    cl_int err;
+    cl_kernel k = clCreateKernel(program, name, &err);
+    if (err != CL_SUCCESS)
+        return 0;
+    wg = clnorm_halve_to(wg, clnorm_kernel_max_local(ctx, k));
+    clReleaseKernel(k);
     return wg;
 }
 
-clnorm_blocking clnorm_plan_blocking(const clnorm_plan *plan, const clnorm_view *v, size_t cols)
+/* Every -D a program of the plan is specialized by; wg: CLNORM_WG, 0 for none. Both passes'
+ * programs take the same options. */
+static void program_options(const clnorm_plan *plan, size_t wg, char *out, size_t size)
 {
-    if (!plan->coop_wg || column_shape(v))
+    const clnorm_desc *d = &plan->desc;
+    char wg_option[32] = "";
+    if (wg)
+        snprintf(wg_option, sizeof wg_option, " -DCLNORM_WG=%d", (int)wg);
+    /* bf16 stores pair elements into uints on little-endian devices (common.clh) */
+    const char *endian = d->dtype == CLNORM_BF16 && plan->ctx->info.little_endian
+                             ? " -DCLNORM_LITTLE_ENDIAN=1"
+                             : "";
+    snprintf(out, size,
+             "-cl-std=CL1.2 -DCLNORM_DTYPE=%d -DCLNORM_APPLY=%d -DCLNORM_RT=%d"
+             " -DCLNORM_NARROW=%d -DCLNORM_CT=%d%s%s",
+             (int)d->dtype, plan->apply_mode, plan->ctx->info.cls == CLNORM_CLASS_GPU ? 1 : COLS,
+             plan->narrow, (int)plan->col_tile, wg_option, endian);
+}
+
+void clnorm_problem_text(const clnorm_desc *d, int backward, char *out, size_t size)
+{
+    static const char *const kinds[] = {"batch", "layer", "instance", "group", "rms"};
+    int n = snprintf(out, size, "%s:%s:%s:%zux%zux%zu", kinds[d->kind],
+                     backward ? "backward" : "forward-training",
+                     d->layout == CLNORM_NHWC ? "nhwc" : "nchw", d->n, d->c, d->d);
+    if (d->kind == CLNORM_GROUP && n > 0 && (size_t)n < size)
+        snprintf(out + n, size - (size_t)n, "/%zu", d->groups);
+}
+
+/*
+ * The program of a pass, built for the plan's work-group size *wg (0: none) where its
+ * work-group kernel `wg_kernel` allows it. A device may allow that kernel fewer work-items than
+ * its maximum (registers, local memory): then the program is built again for the largest size
+ * it allows, or, below COOP_MIN_WG or where the build with it fails, without it; *wg says which.
+ */
+static clnorm_status pass_program(clnorm_plan *plan, clnorm_program which,
+                                  const char *wg_kernel, size_t *wg, cl_program *out)
+{
+    char options[256], problem[160];
+    clnorm_problem_text(&plan->desc, which == CLNORM_PROGRAM_BACKWARD, problem, sizeof problem);
+    for (;;) {
+        program_options(plan, *wg, options, sizeof options);
+        clnorm_status status = clnorm_program_get(plan->ctx, which, options, problem, out);
+        if (status == CLNORM_ERROR_BUILD_FAILED && *wg) {
+            /* a compiler may refuse the work-group kernels' required size outright */
+            *wg = 0;
+            clnorm_error_clear(plan->ctx);
+            continue;
+        }
+        if (status != CLNORM_SUCCESS)
+            return status;
+        size_t allowed = *wg ? coop_wg_allowed(plan->ctx, *out, wg_kernel, *wg) : 0;
+        if (allowed == *wg)
+            return CLNORM_SUCCESS;
+        *wg = allowed >= COOP_MIN_WG ? allowed : 0;
+    }
+}
+
+clnorm_status clnorm_plan_backward_program(clnorm_plan *plan, cl_program *out)
+{
+    size_t wg = plan->bwd_wg;
+    clnorm_status status =
+        pass_program(plan, CLNORM_PROGRAM_BACKWARD, "bwd_partial_rows_wg", &wg, out);
+    if (status == CLNORM_SUCCESS && wg != plan->bwd_wg) {
+        plan->bwd_wg = wg; /* the backward blocking follows (clnorm_plan_backward_setup) */
+        clnorm_plan_backward_setup(plan);
+    }
+    return status;
+}
+
+clnorm_blocking clnorm_plan_blocking(const clnorm_plan *plan, const clnorm_view *v, size_t cols,
+                                     size_t wg)
+{
+    if (!wg || column_shape(v))
         return make_blocking(v, cols, plan->ctx->tuning.block);
     size_t cus = plan->ctx->info.compute_units ? plan->ctx->info.compute_units : 1;
     size_t block = COOP_MAX_BLOCK;
@@ -227,9 +296,9 @@ clnorm_blocking clnorm_plan_blocking(const clnorm_plan *plan, const clnorm_view 
     }
     /* Groups shorter than a work-group (channels-first images of a few pixels) would leave
      * most of it idle: a work-item per block does better there. */
-    if (v->Q * v->S / b.nblk < plan->coop_wg)
+    if (v->Q * v->S / b.nblk < wg)
         return make_blocking(v, cols, plan->ctx->tuning.block);
-    b.wg = plan->coop_wg;
+    b.wg = wg;
     b.work_items = v->P * v->R * b.nblk * b.wg;
     return b;
 }
@@ -345,7 +414,32 @@ size_t clnorm_plan_scratch_bytes(const clnorm_plan *plan, clnorm_scratch which)
     return 0;
 }
 
+void clnorm_plan_program_options(const clnorm_plan *plan, clnorm_program which, char *out,
+                                 size_t size)
+{
+    if (plan->elements == 0)
+        out[0] = '\0';
+    else
+        program_options(plan, which == CLNORM_PROGRAM_BACKWARD ? plan->bwd_wg : plan->coop_wg,
+                        out, size);
+}
+
+static clnorm_status plan_make(clnorm_context *ctx, const clnorm_desc *desc, int build,
+                               clnorm_plan **out);
+
 clnorm_status clnorm_plan_create(clnorm_context *ctx, const clnorm_desc *desc, clnorm_plan **out)
+{
+    return plan_make(ctx, desc, 1, out);
+}
+
+clnorm_status clnorm_plan_prepare(clnorm_context *ctx, const clnorm_desc *desc,
+                                  clnorm_plan **out)
+{
+    return plan_make(ctx, desc, 0, out);
+}
+
+static clnorm_status plan_make(clnorm_context *ctx, const clnorm_desc *desc, int build,
+                               clnorm_plan **out)
 {
     clnorm_status status;
     clnorm_plan *plan = NULL;
@@ -424,38 +518,19 @@ clnorm_status clnorm_plan_create(clnorm_context *ctx, const clnorm_desc *desc, c
     plan->col_tile = ct;
 
     /* Only GPU programs hold the work-group kernels (CLNORM_WG): CPUs never run them, and
-     * compiling them cost a CPU program's first build time. A device may allow those kernels
-     * fewer work-items than its maximum (registers, local memory): then the program is built
-     * again for the largest size they allow, or, below COOP_MIN_WG or where the build with them
-     * fails, without them. */
-    cl_program program;
-    for (;;) {
-        char options[256], wg_option[32] = "";
-        if (plan->coop_wg)
-            snprintf(wg_option, sizeof wg_option, " -DCLNORM_WG=%d", (int)plan->coop_wg);
-        /* bf16 stores pair elements into uints on little-endian devices (common.clh) */
-        const char *endian =
-            d->dtype == CLNORM_BF16 && info->little_endian ? " -DCLNORM_LITTLE_ENDIAN=1" : "";
-        snprintf(options, sizeof options,
-                 "-cl-std=CL1.2 -DCLNORM_DTYPE=%d -DCLNORM_KIND=%d -DCLNORM_APPLY=%d"
-                 " -DCLNORM_RT=%d -DCLNORM_NARROW=%d -DCLNORM_CT=%d%s%s",
-                 (int)d->dtype, (int)d->kind, apply_mode, (int)cols, narrow, (int)ct, wg_option,
-                 endian);
-        status = clnorm_program_get(ctx, options, &program);
-        if (status != CLNORM_SUCCESS && plan->coop_wg) {
-            /* a compiler may refuse the work-group kernels' required size outright */
-            plan->coop_wg = 0;
-            clnorm_error_clear(ctx);
-            continue;
-        }
-        if (status != CLNORM_SUCCESS)
-            goto fail;
-        size_t allowed = plan->coop_wg ? coop_wg_allowed(ctx, program, plan->coop_wg) : 0;
-        if (allowed == plan->coop_wg)
-            break;
-        plan->coop_wg = allowed >= COOP_MIN_WG ? allowed : 0;
+     * compiling them cost a CPU program's first build time. The forward program is built now;
+     * the backward one at the first backward call, for the size forward settled on. */
+    plan->bwd_wg = plan->coop_wg;
+    if (!build) {
+        *out = plan;
+        return CLNORM_SUCCESS;
     }
-    plan->blocking = clnorm_plan_blocking(plan, v, narrow ? (size_t)narrow : ct);
+    cl_program program;
+    if ((status = pass_program(plan, CLNORM_PROGRAM_FORWARD, "stats_partial_rows_wg",
+                               &plan->coop_wg, &program)))
+        goto fail;
+    plan->bwd_wg = plan->coop_wg;
+    plan->blocking = clnorm_plan_blocking(plan, v, narrow ? (size_t)narrow : ct, plan->coop_wg);
     choose_fused(plan, narrow);
     const char *rows_kernel = plan->blocking.wg ? "stats_partial_rows_wg" : "stats_partial_rows";
     if ((status = create_kernel(plan, program, rows_kernel, &plan->partial_rows)) ||
@@ -465,9 +540,9 @@ clnorm_status clnorm_plan_create(clnorm_context *ctx, const clnorm_desc *desc, c
         (status = create_kernel(plan, program, "apply", &plan->apply)) ||
         (plan->fused_block &&
          (status = create_kernel(plan, program, plan->fused_slab ? "norm_slab" : "norm_rows",
-                                 &plan->fused))) ||
-        (status = clnorm_plan_backward_setup(plan, program)))
+                                 &plan->fused))))
         goto fail;
+    clnorm_plan_backward_setup(plan);
     /* Sizes only: the first call that needs them allocates (clnorm_plan_forward_scratch). */
     plan->partials_bytes = plan->view.P * plan->view.R * plan->blocking.nblk * 2 * sizeof(float);
     plan->stats_bytes = plan->stats_count * 2 * sizeof(float);

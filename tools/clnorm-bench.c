@@ -8,13 +8,14 @@
  * against the float64 reference of the tests: a fast wrong kernel shows up here as a failure,
  * not as a good number.
  *
- * It links the static library for two internals (src/internal.h): the program that holds the
- * copy kernel, and a plan's apply chunk and local size, so that the copy runs in the work layout
+ * It links the static library for two internals (src/internal.h): the copy kernel's program,
+ * and a prepared plan's apply chunk and local size, so that the copy runs in the work layout
  * the plans choose for this device rather than in one this file would have to keep in step.
  */
 #include "internal.h"
 #include "reference.h"
 #include "bench.h"
+#include "problem.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -29,24 +30,10 @@
 #define MIN_AUTO_REPEAT 5
 #define AUTO_BUDGET_S 2.0 /* timed seconds per problem, when --repeat does not say */
 #define WARMUP 2          /* untimed: PoCL compiles a kernel for its local size at first use */
-#define EPS 1e-5f
-#define MOMENTUM 0.1f
 #define SEED 0x9e3779b97f4a7c15ull
 #define GRAD_TOL 1e-4 /* relative L2 error of float results of backward */
 
-/* The options every plan's program is built with (the copy kernel is in all of them); asking
- * for them through clnorm_program_get adds -cl-std and the rest exactly as plans do. */
-#define COPY_OPTIONS "-cl-std=CL1.2 -DCLNORM_DTYPE=0 -DCLNORM_KIND=0 -DCLNORM_APPLY=0 -DCLNORM_RT=8"
 
-typedef enum bench_pass { PASS_TRAINING, PASS_INFERENCE, PASS_BACKWARD } bench_pass;
-
-static const char *const dtype_names[] = {"f32", "f16", "bf16"};
-#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
-
-typedef struct problem {
-    clnorm_desc desc;
-    bench_pass pass;
-} problem;
 
 typedef enum row_status { ROW_OK, ROW_FAIL, ROW_UNSUPPORTED, ROW_ERROR } row_status;
 static const char *const status_names[] = {"ok", "fail", "unsupported", "error"};
@@ -121,92 +108,6 @@ static _Noreturn void bad_usage(const char *fmt, ...)
     fputs("\nTry 'clnorm-bench --help'.\n", stderr);
     va_end(ap);
     exit(2);
-}
-
-static int lookup(const char *name, const char *const *names, size_t count)
-{
-    for (size_t i = 0; i < count; ++i)
-        if (strcmp(name, names[i]) == 0)
-            return (int)i;
-    return -1;
-}
-
-/* Parses kind:pass:layout:NxCxD[/G]; on failure writes why into err. */
-static int parse_problem(const char *text, clnorm_dtype dtype, problem *out, char *err,
-                         size_t err_size)
-{
-    char buf[256];
-    char *field[4];
-    if (strlen(text) >= sizeof buf) {
-        snprintf(err, err_size, "problem too long");
-        return -1;
-    }
-    strcpy(buf, text);
-    field[0] = buf;
-    for (int i = 1; i < 4; ++i) {
-        char *colon = strchr(field[i - 1], ':');
-        if (!colon) {
-            snprintf(err, err_size, "want kind:pass:layout:NxCxD[/G]");
-            return -1;
-        }
-        *colon = '\0';
-        field[i] = colon + 1;
-    }
-    int kind = lookup(field[0], kind_names, COUNT(kind_names));
-    int pass = lookup(field[1], pass_names, COUNT(pass_names));
-    int layout = lookup(field[2], layout_names, COUNT(layout_names));
-    if (kind < 0) {
-        snprintf(err, err_size, "unknown kind '%s' (batch, layer, instance, group, rms)",
-                 field[0]);
-        return -1;
-    }
-    if (pass < 0) {
-        snprintf(err, err_size,
-                 "unknown pass '%s' (forward-training, forward-inference, backward)", field[1]);
-        return -1;
-    }
-    if (layout < 0) {
-        snprintf(err, err_size, "unknown layout '%s' (nchw, nhwc)", field[2]);
-        return -1;
-    }
-    size_t n, c, d, groups = 0;
-    const char *s = field[3];
-    if (parse_size(&s, &n) || *s++ != 'x' || parse_size(&s, &c) || *s++ != 'x' ||
-        parse_size(&s, &d) || (*s == '/' && (++s, parse_size(&s, &groups))) || *s) {
-        snprintf(err, err_size, "bad shape '%s' (want NxCxD, or NxCxD/G for group)", field[3]);
-        return -1;
-    }
-    if (n == 0 || c == 0 || d == 0) {
-        snprintf(err, err_size, "shape '%s': N, C and D must be at least 1", field[3]);
-        return -1;
-    }
-    if (kind == CLNORM_GROUP && (groups == 0 || c % groups != 0)) {
-        snprintf(err, err_size, "shape '%s': group needs /G with G dividing C", field[3]);
-        return -1;
-    }
-    if (kind != CLNORM_GROUP && groups != 0) {
-        snprintf(err, err_size, "shape '%s': /G is for group only", field[3]);
-        return -1;
-    }
-    if (n > SIZE_MAX / c || n * c > SIZE_MAX / d || n * c * d > SIZE_MAX / 16) {
-        snprintf(err, err_size, "shape '%s': too large", field[3]);
-        return -1;
-    }
-    memset(out, 0, sizeof *out);
-    out->desc = (clnorm_desc){(clnorm_kind)kind, (clnorm_layout)layout, dtype, n, c, d, groups,
-                              EPS, MOMENTUM};
-    out->pass = (bench_pass)pass;
-    return 0;
-}
-
-static const char *problem_name(const problem *p, char *buf, size_t size)
-{
-    const clnorm_desc *d = &p->desc;
-    int len = snprintf(buf, size, "%s:%s:%s:%zux%zux%zu", kind_names[d->kind],
-                       pass_names[p->pass], layout_names[d->layout], d->n, d->c, d->d);
-    if (d->kind == CLNORM_GROUP && len > 0 && (size_t)len < size)
-        snprintf(buf + len, size - (size_t)len, "/%zu", d->groups);
-    return buf;
 }
 
 /* ---- data ------------------------------------------------------------------------------ */
@@ -437,9 +338,10 @@ static clnorm_status time_against_copy(bench *B, const op *o, double bytes, int 
     size_t floats = ((size_t)bytes / 2 + sizeof(float) - 1) / sizeof(float);
     clnorm_desc yard = {CLNORM_BATCH, CLNORM_NCHW, CLNORM_F32, 1, 1, floats, 0, EPS, MOMENTUM};
     clnorm_plan *plan = NULL;
-    clnorm_status s = clnorm_plan_create(B->ctx, &yard, &plan);
+    /* prepared, not built: only its apply shape is wanted */
+    clnorm_status s = clnorm_plan_prepare(B->ctx, &yard, &plan);
     if (s) {
-        set_message(r, "clnorm_plan_create (copy yardstick): %s: %s", clnorm_status_string(s),
+        set_message(r, "clnorm_plan_prepare (copy yardstick): %s: %s", clnorm_status_string(s),
                     clnorm_context_last_error(B->ctx));
         return s;
     }
@@ -1006,7 +908,7 @@ int main(int argc, char **argv)
     B.progress_tty = isatty(STDERR_FILENO);
     cl_program program;
     cl_int err;
-    if ((s = clnorm_program_get(B.ctx, COPY_OPTIONS, &program))) {
+    if ((s = clnorm_program_get(B.ctx, CLNORM_PROGRAM_COPY, CLNORM_COPY_OPTIONS, NULL, &program))) {
         fprintf(stderr, "clnorm-bench: building the copy kernel: %s: %s\n",
                 clnorm_status_string(s), clnorm_context_last_error(B.ctx));
         clnorm_context_release(B.ctx);

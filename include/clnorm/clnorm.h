@@ -111,6 +111,22 @@ CLNORM_API cl_command_queue clnorm_context_queue(const clnorm_context *ctx);
  * any call given a NULL plan or context. */
 CLNORM_API const char *clnorm_context_last_error(const clnorm_context *ctx);
 
+/*
+ * Kernel packages: folders of programs built ahead of time by clnorm-compile, with a manifest
+ * naming each program's options, source hash, library version, device and driver. Plans take a
+ * matching binary from a package before the binary cache and before compiling, on every device;
+ * a binary whose library version, source hash or device differs, or that is corrupt or refused
+ * by the driver, is skipped. On a device without a compiler (CL_DEVICE_COMPILER_AVAILABLE false,
+ * or CLNORM_COMPILER=0) a program found nowhere makes plan creation (or the first backward
+ * call) return CLNORM_ERROR_UNSUPPORTED, with the program, its options and the clnorm-compile
+ * command that adds it in last_error.
+ * A context searches the folders of CLNORM_KERNEL_PACKAGE=DIR[:DIR...], read when it is
+ * created, then those added here, in order. dir must be a folder; a manifest in it, if there is
+ * one yet, must be a package's (else CLNORM_ERROR_INVALID_ARGUMENT). Programs the context has
+ * already loaded stay loaded.
+ */
+CLNORM_API clnorm_status clnorm_context_add_kernel_package(clnorm_context *ctx, const char *dir);
+
 CLNORM_API clnorm_status clnorm_plan_create(clnorm_context *ctx, const clnorm_desc *desc,
                                             clnorm_plan **out);
 CLNORM_API void clnorm_plan_release(clnorm_plan *plan); /* NULL is fine */

@@ -1,0 +1,115 @@
+/*
+ * The PROBLEM syntax clnorm-bench and clnorm-compile share: kind:pass:layout:NxCxD[/G].
+ */
+#ifndef CLNORM_TOOLS_PROBLEM_H
+#define CLNORM_TOOLS_PROBLEM_H
+
+#include <clnorm/clnorm.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include "bench.h"
+
+#define EPS 1e-5f
+#define MOMENTUM 0.1f
+#ifndef COUNT
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+#endif
+
+static const char *const dtype_names[] = {"f32", "f16", "bf16"};
+
+typedef enum bench_pass { PASS_TRAINING, PASS_INFERENCE, PASS_BACKWARD } bench_pass;
+
+typedef struct problem {
+    clnorm_desc desc;
+    bench_pass pass;
+} problem;
+
+static inline int lookup(const char *name, const char *const *names, size_t count)
+{
+    for (size_t i = 0; i < count; ++i)
+        if (strcmp(name, names[i]) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* Parses kind:pass:layout:NxCxD[/G]; on failure writes why into err. */
+static inline int parse_problem(const char *text, clnorm_dtype dtype, problem *out, char *err,
+                         size_t err_size)
+{
+    char buf[256];
+    char *field[4];
+    if (strlen(text) >= sizeof buf) {
+        snprintf(err, err_size, "problem too long");
+        return -1;
+    }
+    strcpy(buf, text);
+    field[0] = buf;
+    for (int i = 1; i < 4; ++i) {
+        char *colon = strchr(field[i - 1], ':');
+        if (!colon) {
+            snprintf(err, err_size, "want kind:pass:layout:NxCxD[/G]");
+            return -1;
+        }
+        *colon = '\0';
+        field[i] = colon + 1;
+    }
+    int kind = lookup(field[0], kind_names, COUNT(kind_names));
+    int pass = lookup(field[1], pass_names, COUNT(pass_names));
+    int layout = lookup(field[2], layout_names, COUNT(layout_names));
+    if (kind < 0) {
+        snprintf(err, err_size, "unknown kind '%s' (batch, layer, instance, group, rms)",
+                 field[0]);
+        return -1;
+    }
+    if (pass < 0) {
+        snprintf(err, err_size,
+                 "unknown pass '%s' (forward-training, forward-inference, backward)", field[1]);
+        return -1;
+    }
+    if (layout < 0) {
+        snprintf(err, err_size, "unknown layout '%s' (nchw, nhwc)", field[2]);
+        return -1;
+    }
+    size_t n, c, d, groups = 0;
+    const char *s = field[3];
+    if (parse_size(&s, &n) || *s++ != 'x' || parse_size(&s, &c) || *s++ != 'x' ||
+        parse_size(&s, &d) || (*s == '/' && (++s, parse_size(&s, &groups))) || *s) {
+        snprintf(err, err_size, "bad shape '%s' (want NxCxD, or NxCxD/G for group)", field[3]);
+        return -1;
+    }
+    if (n == 0 || c == 0 || d == 0) {
+        snprintf(err, err_size, "shape '%s': N, C and D must be at least 1", field[3]);
+        return -1;
+    }
+    if (kind == CLNORM_GROUP && (groups == 0 || c % groups != 0)) {
+        snprintf(err, err_size, "shape '%s': group needs /G with G dividing C", field[3]);
+        return -1;
+    }
+    if (kind != CLNORM_GROUP && groups != 0) {
+        snprintf(err, err_size, "shape '%s': /G is for group only", field[3]);
+        return -1;
+    }
+    if (n > SIZE_MAX / c || n * c > SIZE_MAX / d || n * c * d > SIZE_MAX / 16) {
+        snprintf(err, err_size, "shape '%s': too large", field[3]);
+        return -1;
+    }
+    memset(out, 0, sizeof *out);
+    out->desc = (clnorm_desc){(clnorm_kind)kind, (clnorm_layout)layout, dtype, n, c, d, groups,
+                              EPS, MOMENTUM};
+    out->pass = (bench_pass)pass;
+    return 0;
+}
+
+static inline const char *problem_name(const problem *p, char *buf, size_t size)
+{
+    const clnorm_desc *d = &p->desc;
+    int len = snprintf(buf, size, "%s:%s:%s:%zux%zux%zu", kind_names[d->kind],
+                       pass_names[p->pass], layout_names[d->layout], d->n, d->c, d->d);
+    if (d->kind == CLNORM_GROUP && len > 0 && (size_t)len < size)
+        snprintf(buf + len, size - (size_t)len, "/%zu", d->groups);
+    return buf;
+}
+
+#endif
