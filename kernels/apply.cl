@@ -37,7 +37,7 @@
         APPLY_LOOP(M, A, 0.0f, M, A, 0.0f)                                                        \
     }
 
-__kernel void apply(__global const store_t *x, __global store_t *y, __global const float *table,
+__kernel void apply(__global const store_t *x, __global ystore_t *y, __global const float *table,
                     ulong T, __global const float *stats, ulong nstats, __global const float *gamma,
                     __global const float *beta, ulong total, ulong rowlen, ulong rows_per_sample,
                     ulong tstride, ulong chunk)
@@ -94,7 +94,7 @@ __kernel void apply(__global const store_t *x, __global store_t *y, __global con
  * channel, a row being nseg channels of S / nseg elements from channel (g mod gps) * nseg
  * (GROUP: C/G channels per row; INSTANCE and BATCH: one).
  */
-__kernel void norm_rows(__global const store_t *x, __global store_t *y, __global float *part,
+__kernel void norm_rows(__global const store_t *x, __global ystore_t *y, __global float *part,
                         __global float *stats, ulong ngroups, __global const float *gamma,
                         __global const float *beta, __global float *save_mean,
                         __global float *save_invstd, ulong S, ulong block, ulong nseg,
@@ -195,7 +195,7 @@ inline void merge8(__global float *pm, __global float *pm2, __global float *psh,
  * cache. Writes stats, save_*, the table, and every column's (mean, M2) as its single partial
  * (for stats_finalize when running statistics need the whole batch).
  */
-__kernel void norm_slab(__global const store_t *x, __global store_t *y, __global float *part,
+__kernel void norm_slab(__global const store_t *x, __global ystore_t *y, __global float *part,
                         __global float *stats, ulong ngroups, __global float *table, ulong T,
                         __global const float *gamma, __global const float *beta,
                         __global float *save_mean, __global float *save_invstd, ulong P, ulong Q,

@@ -419,6 +419,11 @@ clnorm_status clnorm_backward(clnorm_plan *plan, clnorm_mode mode, const clnorm_
     clnorm_status s = clnorm_call_begin(plan, num_wait, wait, done);
     if (s)
         return s;
+    if (clnorm_dtype_is_integer(plan->desc.dtype))
+        return clnorm_fail(plan->ctx, CLNORM_ERROR_UNSUPPORTED,
+                           "desc.dtype: integer storage (%s) is for forward only; backward takes "
+                           "f32, f16 or bf16",
+                           plan->desc.dtype == CLNORM_U8 ? "u8" : "u16");
     stats_source src = {0};
     s = check_backward(plan, mode, bufs, &src);
     if (s)

@@ -12,6 +12,9 @@ static clnorm_status check_forward(const clnorm_plan *plan, clnorm_mode mode,
     if ((s = clnorm_check_call(plan, mode, b, use_running)))
         return s;
     size_t bytes = plan->elements * clnorm_dtype_size(d->dtype);
+    size_t ybytes = plan->elements * clnorm_dtype_size(clnorm_y_storage(d));
+    /* y in place of x only when it is stored the same way */
+    const char *y_in_place = clnorm_y_storage(d) == d->dtype ? "bufs.x" : NULL;
     size_t stats = plan->stats_count * sizeof(float), params = clnorm_param_bytes(d);
     size_t running = d->c * sizeof(float);
     int data = plan->elements > 0; /* n == 0: nothing to read or write */
@@ -19,7 +22,7 @@ static clnorm_status check_forward(const clnorm_plan *plan, clnorm_mode mode,
     int run = *use_running ? R : mode == CLNORM_TRAINING ? R | W : 0;
     clnorm_role roles[] = {
         {"bufs.x", b->x, bytes, data, R, NULL},
-        {"bufs.y", b->y, bytes, data, W, "bufs.x"},
+        {"bufs.y", b->y, ybytes, data, W, y_in_place},
         {"bufs.gamma", b->gamma, params, 0, R, NULL},
         {"bufs.beta", b->beta, params, 0, R, NULL},
         {"bufs.running_mean", b->running_mean, running, 0, run, NULL},

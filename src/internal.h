@@ -290,6 +290,8 @@ void clnorm_plan_backward_setup(clnorm_plan *plan);
 void clnorm_plan_backward_release(clnorm_plan *plan);
 
 size_t clnorm_dtype_size(clnorm_dtype dtype);
+clnorm_dtype clnorm_y_storage(const clnorm_desc *desc); /* y's: x's unless y_dtype says */
+int clnorm_dtype_is_integer(clnorm_dtype dtype);
 const char *clnorm_kind_name(clnorm_kind kind); /* "BATCH", ... */
 /* Validates the descriptor; the message names the field. */
 clnorm_status clnorm_desc_check(const clnorm_context *ctx, const clnorm_desc *desc);

@@ -32,7 +32,20 @@
 #define COOP_MIN_BLOCK 2048
 #define COOP_BLOCKS_PER_CU 8
 
-size_t clnorm_dtype_size(clnorm_dtype dtype) { return dtype == CLNORM_F32 ? 4 : 2; }
+size_t clnorm_dtype_size(clnorm_dtype dtype)
+{
+    return dtype == CLNORM_F32 ? 4 : dtype == CLNORM_U8 ? 1 : 2;
+}
+
+clnorm_dtype clnorm_y_storage(const clnorm_desc *d)
+{
+    return d->y_dtype == CLNORM_Y_AS_X ? d->dtype : (clnorm_dtype)(d->y_dtype - 1);
+}
+
+int clnorm_dtype_is_integer(clnorm_dtype dtype)
+{
+    return dtype == CLNORM_U8 || dtype == CLNORM_U16;
+}
 
 const char *clnorm_kind_name(clnorm_kind kind)
 {
@@ -50,9 +63,12 @@ clnorm_status clnorm_desc_check(const clnorm_context *ctx, const clnorm_desc *d)
     if ((unsigned)d->layout > CLNORM_NHWC)
         return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT, "desc.layout: unknown value %d",
                            (int)d->layout);
-    if ((unsigned)d->dtype > CLNORM_BF16)
+    if ((unsigned)d->dtype > CLNORM_U16)
         return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT, "desc.dtype: unknown value %d",
                            (int)d->dtype);
+    if ((unsigned)d->y_dtype > CLNORM_Y_U16)
+        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT, "desc.y_dtype: unknown value %d",
+                           (int)d->y_dtype);
     if (d->c == 0)
         return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT, "desc.c: must be at least 1");
     if (d->d == 0)
@@ -214,21 +230,28 @@ static size_t coop_wg_allowed(const clnorm_context *ctx, cl_program program, con
 
 /* Every -D a program of the plan is specialized by; wg: CLNORM_WG, 0 for none. Both passes'
  * programs take the same options. */
-static void program_options(const clnorm_plan *plan, size_t wg, char *out, size_t size)
+static void program_options(const clnorm_plan *plan, int backward, size_t wg, char *out,
+                            size_t size)
 {
     const clnorm_desc *d = &plan->desc;
     char wg_option[32] = "";
     if (wg)
         snprintf(wg_option, sizeof wg_option, " -DCLNORM_WG=%d", (int)wg);
+    /* y's storage, where it is not x's (forward only: backward's dx is x's) */
+    clnorm_dtype ytype = backward ? d->dtype : clnorm_y_storage(d);
+    char y_option[32] = "";
+    if (ytype != d->dtype)
+        snprintf(y_option, sizeof y_option, " -DCLNORM_YTYPE=%d", (int)ytype);
     /* bf16 stores pair elements into uints on little-endian devices (common.clh) */
-    const char *endian = d->dtype == CLNORM_BF16 && plan->ctx->info.little_endian
+    const char *endian = ytype == CLNORM_BF16 && plan->ctx->info.little_endian
                              ? " -DCLNORM_LITTLE_ENDIAN=1"
                              : "";
     snprintf(out, size,
-             "-cl-std=CL1.2 -DCLNORM_DTYPE=%d -DCLNORM_APPLY=%d -DCLNORM_RT=%d"
+             "-cl-std=CL1.2 -DCLNORM_DTYPE=%d%s -DCLNORM_APPLY=%d -DCLNORM_RT=%d"
              " -DCLNORM_NARROW=%d -DCLNORM_CT=%d%s%s",
-             (int)d->dtype, plan->apply_mode, plan->ctx->info.cls == CLNORM_CLASS_GPU ? 1 : COLS,
-             plan->narrow, (int)plan->col_tile, wg_option, endian);
+             (int)d->dtype, y_option, plan->apply_mode,
+             plan->ctx->info.cls == CLNORM_CLASS_GPU ? 1 : COLS, plan->narrow, (int)plan->col_tile,
+             wg_option, endian);
 }
 
 void clnorm_problem_text(const clnorm_desc *d, int backward, char *out, size_t size)
@@ -253,7 +276,7 @@ static clnorm_status pass_program(clnorm_plan *plan, clnorm_program which,
     char options[256], problem[160];
     clnorm_problem_text(&plan->desc, which == CLNORM_PROGRAM_BACKWARD, problem, sizeof problem);
     for (;;) {
-        program_options(plan, *wg, options, sizeof options);
+        program_options(plan, which == CLNORM_PROGRAM_BACKWARD, *wg, options, sizeof options);
         clnorm_status status = clnorm_program_get(plan->ctx, which, options, problem, out);
         if (status == CLNORM_ERROR_BUILD_FAILED && *wg) {
             /* a compiler may refuse the work-group kernels' required size outright */
@@ -420,8 +443,8 @@ void clnorm_plan_program_options(const clnorm_plan *plan, clnorm_program which, 
     if (plan->elements == 0)
         out[0] = '\0';
     else
-        program_options(plan, which == CLNORM_PROGRAM_BACKWARD ? plan->bwd_wg : plan->coop_wg,
-                        out, size);
+        program_options(plan, which == CLNORM_PROGRAM_BACKWARD,
+                        which == CLNORM_PROGRAM_BACKWARD ? plan->bwd_wg : plan->coop_wg, out, size);
 }
 
 static clnorm_status plan_make(clnorm_context *ctx, const clnorm_desc *desc, int build,

@@ -282,9 +282,10 @@ static clnorm_status missing(const clnorm_context *ctx, clnorm_program which, co
         clnorm_error_append(ctx, "; skipped ");
         clnorm_error_append(ctx, hint->skipped);
     }
-    const char *dtype = strstr(options, "-DCLNORM_DTYPE=1")   ? "f16"
-                        : strstr(options, "-DCLNORM_DTYPE=2") ? "bf16"
-                                                              : "f32";
+    static const char *const dtypes[] = {"f32", "f16", "bf16", "u8", "u16"};
+    const char *at = strstr(options, "-DCLNORM_DTYPE=");
+    int code = at ? at[15] - '0' : 0;
+    const char *dtype = code >= 0 && code < 5 ? dtypes[code] : "f32";
     /* the command, its arguments shell-quoted */
     char *qpkg = clnorm_shell_quote(pkg), *qdev = clnorm_shell_quote(d->device_name);
     char *qcc = hint->compiler[0] ? clnorm_shell_quote(hint->compiler) : NULL;

@@ -9,13 +9,32 @@
 #include <string.h>
 
 static const char *const kinds[] = {"BATCH", "LAYER", "INSTANCE", "GROUP", "RMS"};
-static const char *const dtypes[] = {"f32", "f16", "bf16"};
+static const char *const dtypes[] = {"f32", "f16", "bf16", "u8", "u16"};
+
+/* y's storage, and the largest value of an integer one (0 for floats). */
+static clnorm_dtype y_storage(const clnorm_desc *d)
+{
+    return d->y_dtype == CLNORM_Y_AS_X ? d->dtype : (clnorm_dtype)(d->y_dtype - 1);
+}
+
+static double integer_most(clnorm_dtype t)
+{
+    return t == CLNORM_U8 ? 255.0 : t == CLNORM_U16 ? 65535.0 : 0.0;
+}
+
+static size_t storage_size(clnorm_dtype t)
+{
+    return t == CLNORM_F32 ? 4 : t == CLNORM_U8 ? 1 : 2;
+}
 
 const char *fcase_name(const fcase *fc, char *buf, size_t size)
 {
     const clnorm_desc *d = &fc->desc;
+    char types[16];
+    snprintf(types, sizeof types, "%s%s%s", dtypes[d->dtype], d->y_dtype ? ">" : "",
+             d->y_dtype ? dtypes[y_storage(d)] : "");
     snprintf(buf, size, "%s/%zu %s %s %s %zux%zux%zu%s%s%s%s fill=%d", kinds[d->kind], d->groups,
-             d->layout == CLNORM_NCHW ? "NCHW" : "NHWC", dtypes[d->dtype],
+             d->layout == CLNORM_NCHW ? "NCHW" : "NHWC", types,
              fc->mode == CLNORM_TRAINING ? "TRAINING" : "INFERENCE", d->n, d->c, d->d,
              fc->gamma ? " gamma" : "", fc->beta ? " beta" : "", fc->running ? " running" : "",
              fc->save ? " save" : "", (int)fc->fill);
@@ -82,10 +101,13 @@ void fcase_check(const fcase *fc)
     char name[256];
     fcase_name(fc, name, sizeof name);
     size_t total = d->n * d->c * d->d, groups = ref_groups(d), np = ref_params(d);
-    size_t esize = d->dtype == CLNORM_F32 ? 4 : 2;
+    size_t esize = storage_size(d->dtype);
+    clnorm_dtype yt = y_storage(d);
+    size_t ysize = storage_size(yt);
+    double most = integer_most(yt);
 
     float *xf = malloc((total ? total : 1) * sizeof *xf);
-    void *xs = malloc((total ? total : 1) * esize), *ys = malloc((total ? total : 1) * esize);
+    void *xs = malloc((total ? total : 1) * esize), *ys = malloc((total ? total : 1) * ysize);
     double *xd = malloc((total ? total : 1) * sizeof *xd), *yd = malloc((total ? total : 1) * sizeof *yd);
     double *want = malloc((total ? total : 1) * sizeof *want), *scale = malloc((total ? total : 1) * sizeof *scale);
     float *gamma = malloc(np * sizeof *gamma), *beta = malloc(np * sizeof *beta);
@@ -100,9 +122,10 @@ void fcase_check(const fcase *fc)
     ref_store(d->dtype, xf, xs, total);
     ref_load(d->dtype, xs, xd, total);
     harness_rng rng = {fc->seed ^ 0x5555};
+    double ps = fc->param_scale > 0 ? fc->param_scale : 1.0;
     for (size_t i = 0; i < np; ++i) {
-        gamma[i] = (float)(0.5 + harness_uniform(&rng));
-        beta[i] = (float)(harness_normal(&rng));
+        gamma[i] = (float)(ps * (0.5 + harness_uniform(&rng)));
+        beta[i] = (float)(fc->param_offset + ps * harness_normal(&rng));
     }
     for (size_t c = 0; c < d->c; ++c) {
         rm[c] = (float)(fc->offset + 0.1 * harness_normal(&rng));
@@ -118,13 +141,13 @@ void fcase_check(const fcase *fc)
     CLNORM_OK(ctx, clnorm_plan_create(ctx, d, &plan));
     ck_assert_uint_eq(clnorm_plan_stats_count(plan), groups);
     /* Sentinels: whatever the call does not write must keep them. */
-    memset(ys, 0x7f, total * esize);
+    memset(ys, 0x7f, total * ysize);
     float sentinel = -12345.0f;
     for (size_t g = 0; g < groups; ++g)
         got_mean[g] = got_inv[g] = sentinel;
     clnorm_buffers b = {0};
     b.x = total ? harness_buffer(xs, total * esize) : NULL;
-    b.y = total ? harness_buffer(ys, total * esize) : NULL;
+    b.y = total ? harness_buffer(ys, total * ysize) : NULL;
     if (fc->gamma)
         b.gamma = harness_buffer(gamma, np * sizeof *gamma);
     if (fc->beta)
@@ -151,7 +174,7 @@ void fcase_check(const fcase *fc)
         clReleaseEvent(done);
     }
     if (total)
-        harness_read(b.y, ys, total * esize);
+        harness_read(b.y, ys, total * ysize);
     if (fc->save) {
         harness_read(b.save_mean, got_mean, groups * sizeof(float));
         harness_read(b.save_invstd, got_inv, groups * sizeof(float));
@@ -160,12 +183,12 @@ void fcase_check(const fcase *fc)
         harness_read(b.running_mean, got_rm, d->c * sizeof(float));
         harness_read(b.running_var, got_rv, d->c * sizeof(float));
     }
-    ref_load(d->dtype, ys, yd, total);
+    ref_load(yt, ys, yd, total);
 
     if (!valid) {
         /* Rejected: nothing written. */
         unsigned char *bytes = ys;
-        for (size_t i = 0; i < total * esize; ++i)
+        for (size_t i = 0; i < total * ysize; ++i)
             ck_assert_msg(bytes[i] == 0x7f, "%s: rejected call wrote y", name);
         for (size_t g = 0; fc->save && g < groups; ++g)
             ck_assert_msg(got_mean[g] == sentinel && got_inv[g] == sentinel,
@@ -186,7 +209,7 @@ void fcase_check(const fcase *fc)
                         gmax[g] = v;
                 }
         double factor = (fc->tol > 0 ? fc->tol : 16.0) * ldexp(1, -23);
-        double u = ref_unit_roundoff(d->dtype);
+        double u = ref_unit_roundoff(yt);
         int use_running = fc->running && fc->mode == CLNORM_INFERENCE;
         for (size_t n = 0; n < d->n; ++n)
             for (size_t c = 0; c < d->c; ++c)
@@ -200,16 +223,27 @@ void fcase_check(const fcase *fc)
                         float bf = fc->beta ? beta[ref_param(d, n, c, s)] : 0.0f;
                         double bs;
                         uint32_t stored;
-                        ref_store(d->dtype, &bf, &stored, 1);
-                        ref_load(d->dtype, &stored, &bs, 1);
+                        ref_store(yt, &bf, &stored, 1);
+                        ref_load(yt, &stored, &bs, 1);
                         if (use_running)
                             tol = factor * 4 * (fabs(rm[c]) + fabs(xd[i])) * scale[i] + u * fabs(want[i]);
                         else
                             ck_assert_msg(yd[i] == bs, "%s: constant group gives y[%zu] = %.9g, "
                                           "want beta = %.9g", name, i, yd[i], bs);
                     }
-                    if (mismatch("y", i, yd[i], want[i], tol, name))
+                    if (most > 0) {
+                        /* An integer y: the rounding and saturation of some value within the
+                         * tolerance of the exact one; NaN gives 0. */
+                        double lo = isnan(want[i]) ? 0 : ref_round_sat(want[i] - tol, most);
+                        double hi = isnan(want[i]) ? 0 : ref_round_sat(want[i] + tol, most);
+                        if (yd[i] < lo || yd[i] > hi) {
+                            ck_abort_msg("%s: y[%zu] = %.0f, want %.0f..%.0f (exact %.9g)", name,
+                                         i, yd[i], lo, hi, want[i]);
+                            goto done;
+                        }
+                    } else if (mismatch("y", i, yd[i], want[i], tol, name)) {
                         goto done;
+                    }
                 }
         if (fc->save && !use_running) {
             for (size_t g = 0; g < groups; ++g) {

@@ -22,6 +22,9 @@ typedef struct fcase {
     double offset, scale;
     uint64_t seed;
     double tol; /* the 16 of 16 * 2^-23 * max|x| * invstd * |gamma|; 0 means 16 */
+    /* gamma = param_scale * U(0.5, 1.5), beta = param_offset + param_scale * N(0, 1); a
+     * param_scale of 0 means 1 (integer outputs take a spread of tens around a level) */
+    double param_scale, param_offset;
 } fcase;
 
 /* Fills host data for the case: x (elements floats), gamma, beta, running stats. */

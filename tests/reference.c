@@ -257,15 +257,33 @@ float ref_float_from_bf16(uint16_t b)
     return f;
 }
 
+double ref_round_sat(double v, double most)
+{
+    if (isnan(v) || v <= 0.0)
+        return 0.0;
+    if (v >= most)
+        return most;
+    double r = nearbyint(v); /* the default rounding mode: to nearest, ties to even */
+    return r;
+}
+
 void ref_store(clnorm_dtype dtype, const float *in, void *out, size_t n)
 {
     if (dtype == CLNORM_F32) {
         memcpy(out, in, n * sizeof(float));
         return;
     }
+    if (dtype == CLNORM_U8) {
+        uint8_t *o = out;
+        for (size_t i = 0; i < n; ++i)
+            o[i] = (uint8_t)ref_round_sat(in[i], 255.0);
+        return;
+    }
     uint16_t *o = out;
     for (size_t i = 0; i < n; ++i)
-        o[i] = dtype == CLNORM_F16 ? ref_half_from_float(in[i]) : ref_bf16_from_float(in[i]);
+        o[i] = dtype == CLNORM_F16    ? ref_half_from_float(in[i])
+               : dtype == CLNORM_BF16 ? ref_bf16_from_float(in[i])
+                                      : (uint16_t)ref_round_sat(in[i], 65535.0);
 }
 
 void ref_load(clnorm_dtype dtype, const void *in, double *out, size_t n)
@@ -276,12 +294,24 @@ void ref_load(clnorm_dtype dtype, const void *in, double *out, size_t n)
             out[i] = f[i];
         return;
     }
+    if (dtype == CLNORM_U8) {
+        const uint8_t *b = in;
+        for (size_t i = 0; i < n; ++i)
+            out[i] = b[i];
+        return;
+    }
     const uint16_t *h = in;
     for (size_t i = 0; i < n; ++i)
-        out[i] = dtype == CLNORM_F16 ? ref_float_from_half(h[i]) : ref_float_from_bf16(h[i]);
+        out[i] = dtype == CLNORM_F16    ? ref_float_from_half(h[i])
+                 : dtype == CLNORM_BF16 ? ref_float_from_bf16(h[i])
+                                        : (double)h[i];
 }
 
 double ref_unit_roundoff(clnorm_dtype dtype)
 {
-    return dtype == CLNORM_F32 ? ldexp(1, -24) : dtype == CLNORM_F16 ? ldexp(1, -11) : ldexp(1, -8);
+    /* integers: no relative rounding (ref_round_sat) */
+    return dtype == CLNORM_F32    ? ldexp(1, -24)
+           : dtype == CLNORM_F16  ? ldexp(1, -11)
+           : dtype == CLNORM_BF16 ? ldexp(1, -8)
+                                  : 0.0;
 }

@@ -47,7 +47,11 @@ uint16_t ref_half_from_float(float f);
 float ref_float_from_half(uint16_t h);
 uint16_t ref_bf16_from_float(float f);
 float ref_float_from_bf16(uint16_t b);
-/* Converts n floats into the dtype's storage (out holds n * size) and back. */
+/* v rounded to the nearest integer (ties to even) and saturated to [0, most]; NaN gives 0: what
+ * an integer y holds. */
+double ref_round_sat(double v, double most);
+/* Converts n floats into the dtype's storage (out holds n * size) and back; integers as
+ * ref_round_sat. */
 void ref_store(clnorm_dtype dtype, const float *in, void *out, size_t n);
 void ref_load(clnorm_dtype dtype, const void *in, double *out, size_t n);
 /* Relative rounding of the storage type: 2^-24, 2^-11 or 2^-8. */

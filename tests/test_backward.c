@@ -194,7 +194,7 @@ static void build_matrix(void)
                                 bc.desc = (clnorm_desc){(clnorm_kind)kind, (clnorm_layout)layout,
                                                         (clnorm_dtype)dtype, shapes[sh][0], c,
                                                         shapes[sh][2], kind == CLNORM_GROUP ? g : 0,
-                                                        1e-5f, 0.1f};
+                                                        1e-5f, 0.1f, CLNORM_Y_AS_X};
                                 bc.mode = (clnorm_mode)mode;
                                 int has_running = kind == CLNORM_BATCH || kind == CLNORM_INSTANCE;
                                 bc.gamma = variant != 1;
@@ -219,7 +219,7 @@ START_TEST(only_parameter_gradients)
         for (int layout = 0; layout < 2; ++layout) {
             bcase bc = {0};
             bc.desc = (clnorm_desc){(clnorm_kind)kind, (clnorm_layout)layout, CLNORM_F32, 3, 4,
-                                    harness_small() ? 5 : 77, 2, 1e-5f, 0.1f};
+                                    harness_small() ? 5 : 77, 2, 1e-5f, 0.1f, CLNORM_Y_AS_X};
             bc.gamma = 1;
             bc.want_dgamma = bc.want_dbeta = 1;
             bc.seed = 100 + (uint64_t)kind;
@@ -247,7 +247,7 @@ START_TEST(every_backward_path_matches_reference)
                         bcase bc = {0};
                         bc.desc = (clnorm_desc){(clnorm_kind)kind, (clnorm_layout)layout,
                                                 (clnorm_dtype)dtype, shapes[sh][0], shapes[sh][1],
-                                                shapes[sh][2], 0, 1e-5f, 0.1f};
+                                                shapes[sh][2], 0, 1e-5f, 0.1f, CLNORM_Y_AS_X};
                         bc.mode = variant == 2 ? CLNORM_INFERENCE : CLNORM_TRAINING;
                         bc.gamma = variant != 1;
                         bc.save = variant == 0;
@@ -282,7 +282,8 @@ START_TEST(every_column_shape_matches_reference)
                 bcase bc = {0};
                 bc.desc = (clnorm_desc){(clnorm_kind)kinds[k], CLNORM_NHWC,
                                         variant == 2 ? CLNORM_BF16 : CLNORM_F32, shapes[sh][0],
-                                        c, shapes[sh][2], c % 2 ? 1 : c / 2, 1e-5f, 0.1f};
+                                        c, shapes[sh][2], c % 2 ? 1 : c / 2, 1e-5f, 0.1f,
+                                        CLNORM_Y_AS_X};
                 bc.mode = CLNORM_TRAINING;
                 bc.gamma = variant != 1;
                 bc.save = variant == 0;
@@ -306,7 +307,7 @@ START_TEST(row_blocks_around_the_work_group_size)
                 bcase bc = {0};
                 bc.desc = (clnorm_desc){(clnorm_kind)kind, (clnorm_layout)layout, CLNORM_F32,
                                         shapes[sh][0], shapes[sh][1], shapes[sh][2],
-                                        shapes[sh][1], 1e-5f, 0.1f};
+                                        shapes[sh][1], 1e-5f, 0.1f, CLNORM_Y_AS_X};
                 bc.gamma = bc.want_dx = bc.want_dgamma = bc.want_dbeta = 1;
                 bc.offset = 3.0;
                 bc.seed = 400 + (uint64_t)(sh * 10 + kind);
@@ -333,7 +334,7 @@ START_TEST(channels_first_groups_match_reference)
                 bc.desc = (clnorm_desc){(clnorm_kind)kind, CLNORM_NCHW,
                                         variant == 2 ? CLNORM_F16 : CLNORM_F32, shapes[sh][0],
                                         c, shapes[sh][2], kind == CLNORM_GROUP ? c / 2 : 0,
-                                        1e-5f, 0.1f};
+                                        1e-5f, 0.1f, CLNORM_Y_AS_X};
                 bc.gamma = variant != 1;
                 bc.save = variant == 0;
                 bc.want_dx = bc.want_dgamma = 1;
@@ -354,7 +355,8 @@ START_TEST(long_reductions_with_offset)
             bcase bc = {0};
             size_t n = kind == CLNORM_BATCH ? 16 : 2;
             bc.desc = (clnorm_desc){(clnorm_kind)kind, (clnorm_layout)layout, CLNORM_F32, n, 4,
-                                    kind == CLNORM_BATCH ? 16384 : 262144, 2, 1e-5f, 0.1f};
+                                    kind == CLNORM_BATCH ? 16384 : 262144, 2, 1e-5f, 0.1f,
+                                    CLNORM_Y_AS_X};
             bc.gamma = bc.want_dx = bc.want_dgamma = bc.want_dbeta = 1;
             bc.offset = 1e4;
             bc.seed = 200 + (uint64_t)kind;
@@ -375,7 +377,8 @@ START_TEST(same_input_gives_same_bits)
         dy[i] = (float)harness_normal(&rng);
     }
     for (int kind = 0; kind < 5; ++kind) {
-        clnorm_desc desc = {(clnorm_kind)kind, CLNORM_NHWC, CLNORM_F32, N, C, D, 4, 1e-5f, 0.1f};
+        clnorm_desc desc = {(clnorm_kind)kind, CLNORM_NHWC, CLNORM_F32, N, C, D, 4, 1e-5f, 0.1f,
+                            CLNORM_Y_AS_X};
         clnorm_plan *plan;
         CLNORM_OK(ctx, clnorm_plan_create(ctx, &desc, &plan));
         clnorm_buffers b = {0};
@@ -402,7 +405,8 @@ START_TEST(reference_matches_finite_differences)
 {
     for (int kind = 0; kind < 5; ++kind)
         for (int mode = 0; mode < 2; ++mode) {
-            clnorm_desc d = {(clnorm_kind)kind, CLNORM_NHWC, CLNORM_F32, 2, 4, 3, 2, 1e-3f, 0.1f};
+            clnorm_desc d = {(clnorm_kind)kind, CLNORM_NHWC, CLNORM_F32, 2, 4, 3, 2, 1e-3f, 0.1f,
+                             CLNORM_Y_AS_X};
             size_t total = 24, np = ref_params(&d);
             double x[24], dy[24], y[24], dx[24], dg[12], db[12];
             float gamma[12], beta[12], rm[4] = {0.1f, -0.2f, 0.3f, 0.0f}, rv[4] = {1, 2, 0.5f, 1.5f};
@@ -459,7 +463,8 @@ END_TEST
 START_TEST(rejected_calls_write_nothing)
 {
     clnorm_context *ctx = harness_ctx();
-    clnorm_desc desc = {CLNORM_BATCH, CLNORM_NCHW, CLNORM_F32, 2, 3, 4, 0, 1e-5f, 0.1f};
+    clnorm_desc desc = {CLNORM_BATCH, CLNORM_NCHW, CLNORM_F32, 2, 3, 4, 0, 1e-5f, 0.1f,
+                        CLNORM_Y_AS_X};
     clnorm_plan *plan;
     CLNORM_OK(ctx, clnorm_plan_create(ctx, &desc, &plan));
     float fill[24];

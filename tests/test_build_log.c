@@ -86,7 +86,8 @@ START_TEST(build_log_names_kernel_file_and_line)
 
     clnorm_context *ctx;
     CLNORM_OK(NULL, clnorm_context_create(getenv("CLNORM_TEST_DEVICE"), &ctx));
-    clnorm_desc desc = {CLNORM_BATCH, CLNORM_NCHW, CLNORM_F32, 2, 3, 4, 0, 1e-5f, 0.1f};
+    clnorm_desc desc = {CLNORM_BATCH, CLNORM_NCHW, CLNORM_F32, 2, 3, 4, 0, 1e-5f, 0.1f,
+                        CLNORM_Y_AS_X};
     clnorm_plan *plan = NULL;
     ck_assert_int_eq(clnorm_plan_create(ctx, &desc, &plan), CLNORM_ERROR_BUILD_FAILED);
     ck_assert_ptr_null(plan);

@@ -43,7 +43,8 @@ static void build_and_run(unsigned long *compiled, unsigned long *loaded)
 {
     clnorm_context *ctx;
     CLNORM_OK(NULL, clnorm_context_create(getenv("CLNORM_TEST_DEVICE"), &ctx));
-    clnorm_desc desc = {CLNORM_LAYER, CLNORM_NCHW, CLNORM_F32, 2, 3, 4, 0, 0.0f, 0.1f};
+    clnorm_desc desc = {CLNORM_LAYER, CLNORM_NCHW, CLNORM_F32, 2, 3, 4, 0, 0.0f, 0.1f,
+                        CLNORM_Y_AS_X};
     clnorm_plan *plan;
     CLNORM_OK(ctx, clnorm_plan_create(ctx, &desc, &plan));
     float x[24], y[24];
@@ -171,7 +172,8 @@ START_TEST(kernel_dir_overrides_embedded_sources)
     ck_assert_int_eq(system(cmd), 0);
     clnorm_context *ctx;
     CLNORM_OK(NULL, clnorm_context_create(getenv("CLNORM_TEST_DEVICE"), &ctx));
-    clnorm_desc desc = {CLNORM_BATCH, CLNORM_NCHW, CLNORM_F32, 2, 3, 4, 0, 1e-5f, 0.1f};
+    clnorm_desc desc = {CLNORM_BATCH, CLNORM_NCHW, CLNORM_F32, 2, 3, 4, 0, 1e-5f, 0.1f,
+                        CLNORM_Y_AS_X};
     clnorm_plan *plan = (clnorm_plan *)&desc;
     ck_assert_int_eq(clnorm_plan_create(ctx, &desc, &plan), CLNORM_ERROR_BUILD_FAILED);
     ck_assert_ptr_null(plan);

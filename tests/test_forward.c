@@ -44,7 +44,8 @@ static void build_matrix(void)
                                 fcase fc = {0};
                                 fc.desc = (clnorm_desc){(clnorm_kind)kind, (clnorm_layout)layout,
                                                         (clnorm_dtype)dtype, shapes[sh][0], c,
-                                                        shapes[sh][2], glist[gi], 1e-5f, 0.1f};
+                                                        shapes[sh][2], glist[gi], 1e-5f, 0.1f,
+                                                        CLNORM_Y_AS_X};
                                 fc.mode = (clnorm_mode)mode;
                                 int has_running = kind == CLNORM_BATCH || kind == CLNORM_INSTANCE;
                                 fc.gamma = variant != 1;
@@ -71,7 +72,8 @@ static void each_kind(fill_kind fill, double offset, double tol, int dtype, size
         for (int layout = 0; layout < 2; ++layout) {
             fcase fc = {0};
             fc.desc = (clnorm_desc){(clnorm_kind)kind, (clnorm_layout)layout, (clnorm_dtype)dtype,
-                                    n, c, d, kind == CLNORM_GROUP ? (c % 2 ? c : c / 2) : 0, 1e-5f, 0.1f};
+                                    n, c, d, kind == CLNORM_GROUP ? (c % 2 ? c : c / 2) : 0, 1e-5f, 0.1f,
+                                    CLNORM_Y_AS_X};
             fc.mode = mode;
             fc.gamma = fc.beta = fc.save = 1;
             fc.running = running && (kind == CLNORM_BATCH || kind == CLNORM_INSTANCE);
@@ -166,7 +168,7 @@ START_TEST(gpu_plans_reduce_rows_a_work_group_per_block)
         for (int layout = 0; layout < 4; ++layout) {
             size_t D = layout < 2 ? 300 : 4;
             clnorm_desc desc = {(clnorm_kind)kind, (clnorm_layout)(layout % 2), CLNORM_F32, 3, 4,
-                                D, 2, 1e-5f, 0.1f};
+                                D, 2, 1e-5f, 0.1f, CLNORM_Y_AS_X};
             clnorm_plan *plan;
             CLNORM_OK(ctx, clnorm_plan_create(ctx, &desc, &plan));
             size_t wg = plan->coop_wg, kcap = ctx->info.max_kernel_work_group;
@@ -267,7 +269,8 @@ START_TEST(nhwc_equals_nchw_after_permutation)
             for (size_t d = 0; d < D; ++d)
                 nhwc[(n * D + d) * C + c] = nchw[(n * C + c) * D + d];
     for (int kind = CLNORM_BATCH; kind <= CLNORM_RMS; ++kind) {
-        clnorm_desc a = {(clnorm_kind)kind, CLNORM_NCHW, CLNORM_F32, N, C, D, 3, 1e-5f, 0.1f};
+        clnorm_desc a = {(clnorm_kind)kind, CLNORM_NCHW, CLNORM_F32, N, C, D, 3, 1e-5f, 0.1f,
+                         CLNORM_Y_AS_X};
         clnorm_desc b = a;
         b.layout = CLNORM_NHWC;
         float ma[64], mb[64], ia[64], ib[64];
@@ -303,7 +306,7 @@ START_TEST(same_input_gives_same_bits)
     for (int kind = CLNORM_BATCH; kind <= CLNORM_RMS; ++kind)
         for (int layout = 0; layout < 2; ++layout) {
             clnorm_desc desc = {(clnorm_kind)kind, (clnorm_layout)layout, CLNORM_F32, N, C, D, 4,
-                                1e-5f, 0.1f};
+                                1e-5f, 0.1f, CLNORM_Y_AS_X};
             float *a = run(&desc, x, 0, NULL, NULL), *b = run(&desc, x, 0, NULL, NULL);
             ck_assert_msg(memcmp(a, b, N * C * D * 4) == 0, "kind %d layout %d differs", kind,
                           layout);
@@ -324,7 +327,7 @@ START_TEST(in_place_matches_out_of_place)
     for (int kind = CLNORM_BATCH; kind <= CLNORM_RMS; ++kind)
         for (int dtype = 0; dtype < 3; ++dtype) {
             clnorm_desc desc = {(clnorm_kind)kind, CLNORM_NHWC, (clnorm_dtype)dtype, N, C, D, 5,
-                                1e-5f, 0.1f};
+                                1e-5f, 0.1f, CLNORM_Y_AS_X};
             float *a = run(&desc, x, 0, NULL, NULL), *b = run(&desc, x, 1, NULL, NULL);
             ck_assert_msg(memcmp(a, b, N * C * D * 4) == 0, "kind %d dtype %d", kind, dtype);
             free(a);
@@ -341,7 +344,7 @@ START_TEST(running_statistics_over_several_steps)
     for (int kind = CLNORM_BATCH; kind <= CLNORM_INSTANCE; kind += 2)
         for (int layout = 0; layout < 2; ++layout) {
             clnorm_desc desc = {(clnorm_kind)kind, (clnorm_layout)layout, CLNORM_F32, N, C, D, 0,
-                                1e-5f, 0.3f};
+                                1e-5f, 0.3f, CLNORM_Y_AS_X};
             clnorm_plan *plan;
             CLNORM_OK(ctx, clnorm_plan_create(ctx, &desc, &plan));
             float rm[4] = {0, 0, 0, 0}, rv[4] = {1, 1, 1, 1}, x[3 * 4 * 50];

@@ -10,7 +10,8 @@
 
 #define POCLCC "poclcc -b \"{options}\" -o {output} {source}"
 
-static const clnorm_desc layer = {CLNORM_LAYER, CLNORM_NCHW, CLNORM_F32, 2, 3, 4, 0, 1e-5f, 0.1f};
+static const clnorm_desc layer = {CLNORM_LAYER, CLNORM_NCHW, CLNORM_F32, 2, 3, 4, 0, 1e-5f, 0.1f,
+                                  CLNORM_Y_AS_X};
 static char cache[256];
 
 static void shell(const char *fmt, const char *a, const char *b)
@@ -186,7 +187,8 @@ START_TEST(missing_program_names_the_command)
                       strstr(msg, "--compiler '" POCLCC "'") &&
                       strstr(msg, "layer:backward:nchw:2x3x4"),
                   "%s", msg);
-    clnorm_desc narrow = {CLNORM_BATCH, CLNORM_NHWC, CLNORM_F16, 2, 3, 16, 0, 1e-5f, 0.1f};
+    clnorm_desc narrow = {CLNORM_BATCH, CLNORM_NHWC, CLNORM_F16, 2, 3, 16, 0, 1e-5f, 0.1f,
+                          CLNORM_Y_AS_X};
     clnorm_plan *plan = NULL;
     ck_assert_int_eq(clnorm_plan_create(ctx, &narrow, &plan), CLNORM_ERROR_UNSUPPORTED);
     ck_assert_ptr_null(plan);

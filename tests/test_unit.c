@@ -60,7 +60,8 @@ END_TEST
 
 static clnorm_desc good(void)
 {
-    clnorm_desc d = {CLNORM_GROUP, CLNORM_NHWC, CLNORM_F16, 2, 6, 10, 3, 1e-5f, 0.1f};
+    clnorm_desc d = {CLNORM_GROUP, CLNORM_NHWC, CLNORM_F16, 2, 6, 10, 3, 1e-5f, 0.1f,
+                     CLNORM_Y_AS_X};
     return d;
 }
 
@@ -85,7 +86,8 @@ START_TEST(descriptor_validation_names_the_field)
     d = good(), d.kind = (clnorm_kind)5, rejects(&d, "desc.kind");
     d = good(), d.kind = (clnorm_kind)-1, rejects(&d, "desc.kind");
     d = good(), d.layout = (clnorm_layout)2, rejects(&d, "desc.layout");
-    d = good(), d.dtype = (clnorm_dtype)3, rejects(&d, "desc.dtype");
+    d = good(), d.dtype = (clnorm_dtype)5, rejects(&d, "desc.dtype");
+    d = good(), d.y_dtype = (clnorm_y_dtype)6, rejects(&d, "desc.y_dtype");
     d = good(), d.c = 0, rejects(&d, "desc.c");
     d = good(), d.d = 0, rejects(&d, "desc.d");
     d = good(), d.eps = -1e-5f, rejects(&d, "desc.eps");

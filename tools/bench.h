@@ -78,6 +78,10 @@ static const char *const default_suite[] = {
     "group:forward-training:nhwc:1x32x64/8",
     "rms:forward-training:nchw:1x32x64",
     "layer:backward:nchw:1x32x64",
+    /* Imaging: an HD RGB frame of 8-bit pixels to float (ImageNet preprocessing, 5.9 MiB of x
+     * and 23.7 MiB of y), a 4K 16-bit frame standardized whole */
+    "batch:forward-inference:nhwc:1x3x2073600:u8-f32",
+    "layer:forward-training:nchw:1x1x8294400:u16-f32",
 };
 
 /* The suite's first problems, of 16 MiB and more: those the performance targets are set on. */

@@ -60,18 +60,21 @@ typedef struct bench {
 
 static void usage(FILE *out)
 {
-    fputs("usage: clnorm-bench [--device SPEC] [--dtype f32|f16|bf16] [--repeat N] [--json]\n"
+    fputs("usage: clnorm-bench [--device SPEC] [--dtype f32|f16|bf16|u8|u16] [--repeat N] [--json]\n"
           "                    [PROBLEM...]\n"
           "\n"
           "Times clnorm's forward and backward calls against the device's own copy speed and\n"
           "checks every result against a float64 reference.\n"
           "\n"
-          "  PROBLEM        kind:pass:layout:NxCxD[/G]\n"
+          "  PROBLEM        kind:pass:layout:NxCxD[/G][:T[-Y]]\n"
           "                 e.g. group:forward-training:nhwc:8x256x1024/32\n"
+          "                      batch:forward-inference:nhwc:1x3x2073600:u8-f32\n"
           "                   kind    batch layer instance group rms\n"
           "                   pass    forward-training forward-inference backward\n"
           "                   layout  nchw nhwc\n"
           "                   /G      groups, for group only (divides C)\n"
+          "                   T-Y     storage of x and of y (f32 f16 bf16 u8 u16; Y: as x\n"
+          "                           when absent); SOL counts x's and y's own bytes\n"
           "                 None: the default suite, every kind, pass and layout (--list).\n"
           "  --device SPEC  P:D, cpu, gpu, accelerator or part of \"platform / device\"\n"
           "                 (default: $CLNORM_DEVICE, else the first GPU, else the first device)\n"
@@ -141,11 +144,19 @@ static double rng_normal(rng *g) /* Box-Muller, both values used */
     return r * cos(t);
 }
 
-/* total standard normal values in the dtype's storage, generated a block at a time so that no
- * float copy of the whole tensor is needed. */
+/* The largest value of an integer storage type, 0 for the floating-point ones. */
+static double integer_most(clnorm_dtype t)
+{
+    return t == CLNORM_U8 ? 255.0 : t == CLNORM_U16 ? 65535.0 : 0.0;
+}
+
+/* total standard normal values in the dtype's storage (integers: spread over their range,
+ * mean at mid-range and 6 standard deviations across it), generated a block at a time so that
+ * no float copy of the whole tensor is needed. */
 static void *random_tensor(clnorm_dtype dtype, size_t total, rng *g)
 {
     size_t esize = clnorm_dtype_size(dtype);
+    double most = integer_most(dtype);
     unsigned char *out = malloc(total * esize);
     float block[4096];
     if (!out)
@@ -153,7 +164,7 @@ static void *random_tensor(clnorm_dtype dtype, size_t total, rng *g)
     for (size_t i = 0; i < total; i += COUNT(block)) {
         size_t k = total - i < COUNT(block) ? total - i : COUNT(block);
         for (size_t j = 0; j < k; ++j)
-            block[j] = (float)rng_normal(g);
+            block[j] = (float)(most > 0 ? most / 2 + most / 6 * rng_normal(g) : rng_normal(g));
         ref_store(dtype, block, out + i * esize, k);
     }
     return out;
@@ -336,7 +347,8 @@ static clnorm_status time_against_copy(bench *B, const op *o, double bytes, int 
                                        double *ms, double *copy_ms, result *r)
 {
     size_t floats = ((size_t)bytes / 2 + sizeof(float) - 1) / sizeof(float);
-    clnorm_desc yard = {CLNORM_BATCH, CLNORM_NCHW, CLNORM_F32, 1, 1, floats, 0, EPS, MOMENTUM};
+    clnorm_desc yard = {CLNORM_BATCH, CLNORM_NCHW, CLNORM_F32, 1, 1, floats, 0, EPS, MOMENTUM,
+                        CLNORM_Y_AS_X};
     clnorm_plan *plan = NULL;
     /* prepared, not built: only its apply shape is wanted */
     clnorm_status s = clnorm_plan_prepare(B->ctx, &yard, &plan);
@@ -384,6 +396,8 @@ static int check_forward(const clnorm_desc *d, int use_running, const float *run
                          const double *x, const double *got, const double *want,
                          const double *scale, result *r)
 {
+    clnorm_dtype yt = clnorm_y_storage(d);
+    double most = integer_most(yt);
     size_t groups = ref_groups(d);
     double *gmax = calloc(groups, sizeof *gmax);
     if (!gmax)
@@ -396,7 +410,7 @@ static int check_forward(const clnorm_desc *d, int use_running, const float *run
                 if (v > gmax[g])
                     gmax[g] = v;
             }
-    double factor = 16.0 * ldexp(1, -23), u = ref_unit_roundoff(d->dtype) + ldexp(1, -23);
+    double factor = 16.0 * ldexp(1, -23), u = ref_unit_roundoff(yt) + ldexp(1, -23);
     double worst = 0, max_err = 0, worst_tol = 0;
     size_t worst_i = 0;
     for (size_t n = 0; n < d->n; ++n)
@@ -408,6 +422,13 @@ static int check_forward(const clnorm_desc *d, int use_running, const float *run
                 double err = fabs(got[i] - want[i]);
                 if (isnan(want[i]))
                     continue; /* random normal data never gives one; nothing to compare */
+                if (most > 0) {
+                    /* integer y: the rounding and saturation of a value within tol of want */
+                    double lo = ref_round_sat(want[i] - tol, most);
+                    double hi = ref_round_sat(want[i] + tol, most);
+                    err = got[i] < lo ? lo - got[i] : got[i] > hi ? got[i] - hi : 0;
+                    tol = 1; /* err is in whole steps beyond the allowed range */
+                }
                 if (isnan(err))
                     err = INFINITY;
                 if (err > max_err)
@@ -459,13 +480,16 @@ static void run_problem(bench *B, const problem *p, result *r)
     const clnorm_desc *d = &p->desc;
     size_t total = d->n * d->c * d->d, esize = clnorm_dtype_size(d->dtype);
     size_t bytes = total * esize, np = ref_params(d), groups = ref_groups(d);
+    clnorm_dtype yt = clnorm_y_storage(d);
+    size_t ybytes = total * clnorm_dtype_size(yt);
+    double ymost = integer_most(yt);
     int backward = p->pass == PASS_BACKWARD;
     int running = !backward && (d->kind == CLNORM_BATCH || d->kind == CLNORM_INSTANCE);
     int has_beta = d->kind != CLNORM_RMS; /* RMS norm is used without a bias */
     clnorm_mode mode = p->pass == PASS_INFERENCE ? CLNORM_INFERENCE : CLNORM_TRAINING;
     memset(r, 0, sizeof *r);
     r->status = ROW_ERROR;
-    r->bytes = (double)bytes * (backward ? 3 : 2);
+    r->bytes = backward ? (double)bytes * 3 : (double)bytes + (double)ybytes; /* x's and y's own */
 
     if (bytes > B->ctx->info.max_alloc) { /* before gigabytes of host data are made for it */
         set_message(r, "x needs %zu bytes, the device allocates at most %llu per buffer", bytes,
@@ -475,7 +499,7 @@ static void run_problem(bench *B, const problem *p, result *r)
     rng g = {SEED ^ (uint64_t)total, 0, 0};
     void *xs = random_tensor(d->dtype, total, &g);
     void *dys = backward ? random_tensor(d->dtype, total, &g) : NULL;
-    void *outs = malloc(bytes ? bytes : 1);
+    void *outs = malloc(ybytes > bytes ? ybytes : bytes ? bytes : 1);
     float *gamma = malloc(np * sizeof *gamma), *beta = malloc(np * sizeof *beta);
     float *rm = malloc(d->c * sizeof *rm), *rv = malloc(d->c * sizeof *rv);
     float *dgamma = malloc(np * sizeof *dgamma), *dbeta = malloc(np * sizeof *dbeta);
@@ -489,13 +513,17 @@ static void run_problem(bench *B, const problem *p, result *r)
         set_message(r, "out of host memory");
         goto done;
     }
+    /* an integer y: a spread of tens of steps around mid-range */
+    double ps = ymost > 0 ? ymost / 8 : 1, po = ymost > 0 ? ymost / 2 : 0;
     for (size_t i = 0; i < np; ++i) {
-        gamma[i] = (float)(0.5 + rng_uniform(&g));
-        beta[i] = (float)rng_normal(&g);
+        gamma[i] = (float)(ps * (0.5 + rng_uniform(&g)));
+        beta[i] = (float)(po + ps * rng_normal(&g));
     }
+    /* running statistics near the data's: integer x spreads over its range */
+    double xmost = integer_most(d->dtype);
     for (size_t c = 0; c < d->c; ++c) {
-        rm[c] = (float)(0.1 * rng_normal(&g));
-        rv[c] = (float)(0.5 + rng_uniform(&g));
+        rm[c] = (float)(xmost > 0 ? xmost / 2 + xmost / 60 * rng_normal(&g) : 0.1 * rng_normal(&g));
+        rv[c] = (float)((xmost > 0 ? xmost * xmost / 36 : 1) * (0.5 + rng_uniform(&g)));
     }
 
     if ((s = clnorm_plan_create(B->ctx, d, &plan))) {
@@ -520,7 +548,7 @@ static void run_problem(bench *B, const problem *p, result *r)
 
     op o = {backward ? OP_BACKWARD : OP_FORWARD, plan, mode, &b, 0, 0};
     if (!backward) {
-        if (!(b.y = make_buffer(B, NULL, bytes, "y", r)))
+        if (!(b.y = make_buffer(B, NULL, ybytes, "y", r)))
             goto done;
     } else {
         if (!(b.dy = make_buffer(B, dys, bytes, "dy", r)) ||
@@ -551,11 +579,13 @@ static void run_problem(bench *B, const problem *p, result *r)
             r->status = ROW_UNSUPPORTED;
         goto done;
     }
-    if (read_buffer(B, backward ? b.dx : b.y, outs, bytes, backward ? "dx" : "y", r) ||
+    if (read_buffer(B, backward ? b.dx : b.y, outs, backward ? bytes : ybytes,
+                    backward ? "dx" : "y", r) ||
         (backward && read_buffer(B, b.dgamma, dgamma, np * sizeof *dgamma, "dgamma", r)) ||
         (backward && has_beta && read_buffer(B, b.dbeta, dbeta, np * sizeof *dbeta, "dbeta", r)))
         goto done;
-    if (!(xd = to_double(d->dtype, xs, total)) || !(got = to_double(d->dtype, outs, total)) ||
+    if (!(xd = to_double(d->dtype, xs, total)) ||
+        !(got = to_double(backward ? d->dtype : yt, outs, total)) ||
         !(want = malloc((total ? total : 1) * sizeof *want))) {
         set_message(r, "out of host memory");
         goto done;
@@ -662,6 +692,7 @@ static void print_json(const bench *B, const problem *p, const result *r)
     printf(",\"kind\":\"%s\",\"pass\":\"%s\",\"layout\":\"%s\",\"dtype\":\"%s\"",
            kind_names[d->kind], pass_names[p->pass], layout_names[d->layout],
            dtype_names[d->dtype]);
+    printf(",\"y_dtype\":\"%s\"", dtype_names[clnorm_y_storage(d)]);
     printf(",\"n\":%zu,\"c\":%zu,\"d\":%zu,\"groups\":%zu", d->n, d->c, d->d, d->groups);
     json_number("ms", r->ms, timed);
     json_number("gbps", r->bytes / (r->ms * 1e6), timed);
@@ -852,7 +883,7 @@ int main(int argc, char **argv)
         } else if ((v = option_value(argc, argv, &i, "--dtype"))) {
             int t = lookup(v, dtype_names, COUNT(dtype_names));
             if (t < 0)
-                bad_usage("unknown --dtype '%s' (f32, f16, bf16)", v);
+                bad_usage("unknown --dtype '%s' (f32, f16, bf16, u8, u16)", v);
             dtype = (clnorm_dtype)t;
         } else if ((v = option_value(argc, argv, &i, "--repeat"))) {
             char *end;

@@ -16,7 +16,7 @@
 
 static void usage(FILE *out)
 {
-    fputs("usage: clnorm-compile --out DIR [--device SPEC] [--dtype f32|f16|bf16|all]\n"
+    fputs("usage: clnorm-compile --out DIR [--device SPEC] [--dtype f32|f16|bf16|u8|u16|all]\n"
           "                      [--compiler 'CMD'] [--emit] [--from LOG] PROBLEM...\n"
           "       clnorm-compile --out DIR [--compiler 'CMD']\n"
           "\n"
@@ -28,7 +28,8 @@ static void usage(FILE *out)
           "  --out DIR        the package folder (created if missing)\n"
           "  --device SPEC    the device the programs are for, as for clnorm-bench (default:\n"
           "                   CLNORM_DEVICE, else the first GPU, else the first device)\n"
-          "  --dtype T        storage type of the problems (default f32; all: the three)\n"
+          "  --dtype T        storage type of the problems (default f32; all: f32, f16 and bf16);\n"
+          "                   a PROBLEM's own :T[-Y] field (x's and y's storage) overrides it\n"
           "  --compiler CMD   build each program with an offline compiler instead of the device's:\n"
           "                   CMD runs once per program with {source} and {output} replaced by\n"
           "                   paths (shell-quoted), {options} by the build options, e.g.\n"
@@ -115,6 +116,11 @@ static int add(job *J, clnorm_program which, const char *options, const char *wh
  * prepared without building. */
 static void add_problem(job *J, const problem *p, const char *text)
 {
+    if (p->pass == PASS_BACKWARD && p->desc.dtype >= CLNORM_U8) {
+        fprintf(stderr, "clnorm-compile: %s: integer storage is forward only\n", text);
+        J->failed++;
+        return;
+    }
     clnorm_plan *plan = NULL;
     clnorm_status s = J->mode == CLNORM_PACKAGE_DEVICE
                           ? clnorm_plan_create(J->ctx, &p->desc, &plan)

@@ -78,7 +78,7 @@ static int build_all(unsigned p, unsigned d)
         for (int k = 0; k < 5; ++k)
             for (int layout = 0; layout < 2; ++layout) {
                 clnorm_desc desc = {(clnorm_kind)k, (clnorm_layout)layout, (clnorm_dtype)dt,
-                                    1, 4, 4, 2, 1e-5f, 0.1f};
+                                    1, 4, 4, 2, 1e-5f, 0.1f, CLNORM_Y_AS_X};
                 unsigned long compiled = ctx->compiled, loaded = ctx->loaded;
                 double t0 = now();
                 clnorm_plan *plan = NULL;

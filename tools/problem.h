@@ -1,5 +1,7 @@
 /*
- * The PROBLEM syntax clnorm-bench and clnorm-compile share: kind:pass:layout:NxCxD[/G].
+ * The PROBLEM syntax clnorm-bench and clnorm-compile share: kind:pass:layout:NxCxD[/G][:T[-Y]],
+ * T the storage of x (else --dtype's), Y that of y when it differs (u8 and u16 for pixels:
+ * batch:forward-inference:nhwc:1x3x2073600:u8-f32).
  */
 #ifndef CLNORM_TOOLS_PROBLEM_H
 #define CLNORM_TOOLS_PROBLEM_H
@@ -17,7 +19,7 @@
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 #endif
 
-static const char *const dtype_names[] = {"f32", "f16", "bf16"};
+static const char *const dtype_names[] = {"f32", "f16", "bf16", "u8", "u16"};
 
 typedef enum bench_pass { PASS_TRAINING, PASS_INFERENCE, PASS_BACKWARD } bench_pass;
 
@@ -72,6 +74,25 @@ static inline int parse_problem(const char *text, clnorm_dtype dtype, problem *o
         snprintf(err, err_size, "unknown layout '%s' (nchw, nhwc)", field[2]);
         return -1;
     }
+    /* an optional storage field after the shape */
+    clnorm_y_dtype y_dtype = CLNORM_Y_AS_X;
+    char *storage = strchr(field[3], ':');
+    if (storage) {
+        *storage++ = '\0';
+        char *dash = strchr(storage, '-');
+        if (dash)
+            *dash++ = '\0';
+        int xt = lookup(storage, dtype_names, COUNT(dtype_names));
+        int yt = dash ? lookup(dash, dtype_names, COUNT(dtype_names)) : xt;
+        if (xt < 0 || yt < 0) {
+            snprintf(err, err_size, "unknown storage '%s%s%s' (T or T-Y of f32, f16, bf16, u8, u16)",
+                     storage, dash ? "-" : "", dash ? dash : "");
+            return -1;
+        }
+        dtype = (clnorm_dtype)xt;
+        if (yt != xt)
+            y_dtype = (clnorm_y_dtype)(yt + 1);
+    }
     size_t n, c, d, groups = 0;
     const char *s = field[3];
     if (parse_size(&s, &n) || *s++ != 'x' || parse_size(&s, &c) || *s++ != 'x' ||
@@ -97,7 +118,7 @@ static inline int parse_problem(const char *text, clnorm_dtype dtype, problem *o
     }
     memset(out, 0, sizeof *out);
     out->desc = (clnorm_desc){(clnorm_kind)kind, (clnorm_layout)layout, dtype, n, c, d, groups,
-                              EPS, MOMENTUM};
+                              EPS, MOMENTUM, y_dtype};
     out->pass = (bench_pass)pass;
     return 0;
 }
@@ -108,7 +129,11 @@ static inline const char *problem_name(const problem *p, char *buf, size_t size)
     int len = snprintf(buf, size, "%s:%s:%s:%zux%zux%zu", kind_names[d->kind],
                        pass_names[p->pass], layout_names[d->layout], d->n, d->c, d->d);
     if (d->kind == CLNORM_GROUP && len > 0 && (size_t)len < size)
-        snprintf(buf + len, size - (size_t)len, "/%zu", d->groups);
+        len += snprintf(buf + len, size - (size_t)len, "/%zu", d->groups);
+    /* integer storage, or a y stored otherwise than x: named in the problem */
+    if ((d->dtype >= CLNORM_U8 || d->y_dtype) && len > 0 && (size_t)len < size)
+        snprintf(buf + len, size - (size_t)len, ":%s%s%s", dtype_names[d->dtype],
+                 d->y_dtype ? "-" : "", d->y_dtype ? dtype_names[d->y_dtype - 1] : "");
     return buf;
 }
 

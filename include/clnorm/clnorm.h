@@ -66,7 +66,33 @@ typedef enum clnorm_layout {
     CLNORM_NHWC  /* [N][D][C], channels last */
 } clnorm_layout;
 
-typedef enum clnorm_dtype { CLNORM_F32, CLNORM_F16, CLNORM_BF16 } clnorm_dtype;
+/*
+ * Storage types. Arithmetic is float. Integer storage (imaging: 8- and 16-bit pixels) is
+ * forward only: x in CLNORM_U8 or CLNORM_U16 is read as its integer value (0-255, 0-65535), and
+ * clnorm_backward on such a plan returns CLNORM_ERROR_UNSUPPORTED.
+ */
+typedef enum clnorm_dtype {
+    CLNORM_F32,
+    CLNORM_F16,
+    CLNORM_BF16,
+    CLNORM_U8, /* unsigned 8-bit integers */
+    CLNORM_U16 /* unsigned 16-bit integers */
+} clnorm_dtype;
+
+/*
+ * Storage of y when it differs from x's (clnorm_desc.y_dtype). An integer y rounds to nearest
+ * (ties to even) and saturates to its type's range: below 0 gives 0, above 255 (65535) gives
+ * 255 (65535), NaN gives 0. Zero, what a descriptor without the field holds, keeps y in x's
+ * storage.
+ */
+typedef enum clnorm_y_dtype {
+    CLNORM_Y_AS_X, /* y stored as x */
+    CLNORM_Y_F32,
+    CLNORM_Y_F16,
+    CLNORM_Y_BF16,
+    CLNORM_Y_U8,
+    CLNORM_Y_U16
+} clnorm_y_dtype;
 
 typedef enum clnorm_mode { CLNORM_TRAINING, CLNORM_INFERENCE } clnorm_mode;
 
@@ -78,6 +104,8 @@ typedef struct clnorm_desc {
     size_t groups;      /* CLNORM_GROUP only: divides c */
     float eps;          /* finite, >= 0: added to the variance inside the square root */
     float momentum;     /* in [0, 1]: running = (1 - momentum) * running + momentum * batch */
+    /* Since 0.2; zero keeps the 0.1 behaviour. */
+    clnorm_y_dtype y_dtype; /* y's storage, when it is not x's; bufs.y may then not be bufs.x */
 } clnorm_desc;
 
 typedef struct clnorm_buffers { /* every tensor role, named once; unused ones stay NULL */

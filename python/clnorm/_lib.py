@@ -127,6 +127,7 @@ class Desc(ctypes.Structure):
         ("groups", ctypes.c_size_t),
         ("eps", ctypes.c_float),
         ("momentum", ctypes.c_float),
+        ("y_dtype", ctypes.c_int),  # 0: y stored as x
     ]
 
 

@@ -266,7 +266,10 @@ static void decode(const uint8_t *data, size_t size, fcall *f)
     memset(&f->desc, 0, sizeof f->desc);
     f->desc.kind = (clnorm_kind)enum_value(byte_at(data, size, FZ_KIND), 16, 5);
     f->desc.layout = (clnorm_layout)enum_value(byte_at(data, size, FZ_LAYOUT), 8, 2);
-    f->desc.dtype = (clnorm_dtype)enum_value(byte_at(data, size, FZ_DTYPE), 8, 3);
+    /* the floating-point types, and unknown values; integer storage (forward only, 1-byte
+     * elements) is test_imaging's, so its values are stepped over */
+    int dtype = enum_value(byte_at(data, size, FZ_DTYPE), 8, 3);
+    f->desc.dtype = (clnorm_dtype)(dtype == CLNORM_U8 || dtype == CLNORM_U16 ? dtype + 2 : dtype);
     f->mode = (clnorm_mode)enum_value(byte_at(data, size, FZ_MODE), 8, 2);
     f->desc.n = dim(byte_at(data, size, FZ_N), 10);
     f->desc.c = dim(byte_at(data, size, FZ_C), 17);

@@ -1,0 +1,220 @@
+/* Integer pixels: u8 and u16 x, y in any storage, against the float64 reference; the imaging
+ * recipes of the README; what integer storage refuses. CLNORM_TEST_MATRIX=1 adds the whole
+ * matrix (every x and y storage, kind and layout), which the `extended` label runs. */
+#include "forward_case.h"
+#include "harness.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const double most_of[] = {0, 0, 0, 255.0, 65535.0};
+
+/* A case of x storage xt and y storage yt + 1 (0: as x) in the given kind and layout, data
+ * spread over the integer range of x, and for an integer y parameters that push it past both
+ * ends of its range. */
+static fcase make_case(int kind, int layout, clnorm_dtype xt, int yt, size_t n, size_t c,
+                       size_t d, fill_kind fill, uint64_t seed)
+{
+    fcase fc = {0};
+    fc.desc = (clnorm_desc){(clnorm_kind)kind, (clnorm_layout)layout, xt, n, c, d,
+                            kind == CLNORM_GROUP ? c / 2 : 0, 1e-5f, 0.1f, (clnorm_y_dtype)yt};
+    clnorm_dtype ys = yt == 0 ? xt : (clnorm_dtype)(yt - 1);
+    double xmost = most_of[xt], ymost = most_of[ys];
+    fc.mode = CLNORM_TRAINING;
+    fc.gamma = fc.beta = fc.save = 1;
+    fc.running = kind == CLNORM_BATCH || kind == CLNORM_INSTANCE;
+    fc.fill = fill;
+    fc.offset = xmost > 0 ? xmost / 2 : 3.0;
+    fc.scale = xmost > 0 ? xmost / 6 : 1.0;
+    if (ymost > 0) { /* normalized values of +-3 land beyond 0 and the type's top */
+        fc.param_scale = ymost / 5;
+        fc.param_offset = ymost / 2;
+    }
+    fc.seed = seed;
+    return fc;
+}
+
+/* Every kind and layout for one pair of storages. */
+static void each_kind(clnorm_dtype xt, int yt, size_t n, size_t c, size_t d, fill_kind fill)
+{
+    for (int kind = CLNORM_BATCH; kind <= CLNORM_RMS; ++kind)
+        for (int layout = 0; layout < 2; ++layout) {
+            fcase fc = make_case(kind, layout, xt, yt, n, c, d, fill,
+                                 77 + (uint64_t)(kind * 10 + layout));
+            fcase_check(&fc);
+        }
+}
+
+START_TEST(integer_matrix)
+{
+    size_t d = harness_small() ? 7 : 37;
+    for (int xt = CLNORM_U8; xt <= CLNORM_U16; ++xt)
+        for (int yt = CLNORM_Y_AS_X; yt <= CLNORM_Y_U16; ++yt) {
+            each_kind((clnorm_dtype)xt, yt, 2, 6, d, FILL_NORMAL);  /* narrow channels-last */
+            each_kind((clnorm_dtype)xt, yt, 3, 8, 5, FILL_CONSTANT); /* constant images */
+        }
+}
+END_TEST
+
+/* The recipes' shapes: what every CI run checks. */
+START_TEST(integer_outputs_round_and_saturate)
+{
+    size_t d = harness_small() ? 9 : 301;
+    /* auto-contrast: INSTANCE, u8 to u8, past both ends of 0..255 */
+    for (int layout = 0; layout < 2; ++layout) {
+        fcase fc = make_case(CLNORM_INSTANCE, layout, CLNORM_U8, CLNORM_Y_AS_X, 2, 3, d,
+                             FILL_NORMAL, 5);
+        fcase_check(&fc);
+        fc.fill = FILL_CONSTANT; /* a flat image gives beta, rounded */
+        fcase_check(&fc);
+    }
+    /* a float x with NaN to u8: the NaN's group gives 0 */
+    fcase fc = make_case(CLNORM_LAYER, CLNORM_NCHW, CLNORM_F32, CLNORM_Y_U8, 2, 3, d, FILL_NAN, 6);
+    fc.param_scale = 40;
+    fc.param_offset = 128;
+    fcase_check(&fc);
+}
+END_TEST
+
+START_TEST(integer_inputs_to_float)
+{
+    size_t d = harness_small() ? 9 : 301;
+    /* ImageNet-style: BATCH channels-last u8 RGB to f32, training and inference */
+    for (int mode = 0; mode < 2; ++mode) {
+        fcase fc = make_case(CLNORM_BATCH, CLNORM_NHWC, CLNORM_U8, CLNORM_Y_F32, 2, 3, d,
+                             FILL_NORMAL, 7 + (uint64_t)mode);
+        fc.mode = (clnorm_mode)mode;
+        fcase_check(&fc);
+    }
+    /* a whole-frame LAYER on u16 to f32 and to u16 */
+    fcase fc = make_case(CLNORM_LAYER, CLNORM_NCHW, CLNORM_U16, CLNORM_Y_F32, 2, 1, d,
+                         FILL_NORMAL, 9);
+    fcase_check(&fc);
+}
+END_TEST
+
+/* A 16-megapixel u16 frame far from zero: still exact to float rounding. */
+START_TEST(large_frame)
+{
+    size_t d = harness_small() ? 4099 : (size_t)4096 * 4096;
+    fcase fc = make_case(CLNORM_LAYER, CLNORM_NCHW, CLNORM_U16, CLNORM_Y_F32, 1, 1, d,
+                         FILL_NORMAL, 11);
+    fc.offset = 60000;
+    fc.scale = 1000;
+    fcase_check(&fc);
+}
+END_TEST
+
+/* The ImageNet recipe of the README, against the formula it stands for: running_mean =
+ * 255 * mean, running_var = (255 * std)^2, BATCH INFERENCE, u8 RGB channels-last to f32. */
+START_TEST(imagenet_recipe)
+{
+    clnorm_context *ctx = harness_ctx();
+    const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
+    size_t pixels = harness_small() ? 11 : 224 * 224;
+    unsigned char *rgb = malloc(pixels * 3);
+    float *out = malloc(pixels * 3 * sizeof(float));
+    for (size_t i = 0; i < pixels * 3; ++i)
+        rgb[i] = (unsigned char)((i * 2654435761u) >> 24);
+    float rm[3], rv[3];
+    for (int c = 0; c < 3; ++c) {
+        rm[c] = 255.0f * mean[c];
+        rv[c] = (255.0f * std[c]) * (255.0f * std[c]);
+    }
+    clnorm_desc desc = {CLNORM_BATCH, CLNORM_NHWC, CLNORM_U8, 1, 3, pixels, 0, 0.0f, 0.1f,
+                        CLNORM_Y_F32};
+    clnorm_plan *plan;
+    CLNORM_OK(ctx, clnorm_plan_create(ctx, &desc, &plan));
+    clnorm_buffers b = {0};
+    b.x = harness_buffer(rgb, pixels * 3);
+    b.y = harness_buffer(NULL, pixels * 3 * sizeof(float));
+    b.running_mean = harness_buffer(rm, sizeof rm);
+    b.running_var = harness_buffer(rv, sizeof rv);
+    CLNORM_OK(ctx, clnorm_forward(plan, CLNORM_INFERENCE, &b, 0, NULL, NULL));
+    harness_read(b.y, out, pixels * 3 * sizeof(float));
+    for (size_t i = 0; i < pixels * 3; ++i) {
+        int c = (int)(i % 3);
+        double want = ((double)rgb[i] / 255.0 - mean[c]) / std[c];
+        ck_assert_msg(fabs(out[i] - want) <= 1e-5 * (1 + fabs(want)), "pixel %zu: %g, want %g",
+                      i, (double)out[i], want);
+    }
+    cl_mem mems[] = {b.x, b.y, b.running_mean, b.running_var};
+    for (int i = 0; i < 4; ++i)
+        clReleaseMemObject(mems[i]);
+    clnorm_plan_release(plan);
+    free(rgb);
+    free(out);
+}
+END_TEST
+
+START_TEST(integer_storage_refusals)
+{
+    clnorm_context *ctx = harness_ctx();
+    clnorm_desc desc = {CLNORM_INSTANCE, CLNORM_NHWC, CLNORM_U8, 1, 3, 16, 0, 1e-5f, 0.1f,
+                        CLNORM_Y_F32};
+    clnorm_plan *plan = NULL;
+    desc.y_dtype = (clnorm_y_dtype)6;
+    ck_assert_int_eq(clnorm_plan_create(ctx, &desc, &plan), CLNORM_ERROR_INVALID_ARGUMENT);
+    ck_assert_ptr_nonnull(strstr(clnorm_context_last_error(ctx), "desc.y_dtype"));
+    desc.y_dtype = CLNORM_Y_F32;
+    desc.dtype = (clnorm_dtype)5;
+    ck_assert_int_eq(clnorm_plan_create(ctx, &desc, &plan), CLNORM_ERROR_INVALID_ARGUMENT);
+    ck_assert_ptr_nonnull(strstr(clnorm_context_last_error(ctx), "desc.dtype"));
+    desc.dtype = CLNORM_U8;
+    CLNORM_OK(ctx, clnorm_plan_create(ctx, &desc, &plan));
+    unsigned char px[48];
+    for (int i = 0; i < 48; ++i)
+        px[i] = (unsigned char)(i * 5);
+    clnorm_buffers b = {0};
+    b.x = harness_buffer(px, sizeof px);
+    b.y = harness_buffer(NULL, 48 * sizeof(float));
+    cl_mem small = harness_buffer(NULL, 48); /* room for u8, not for f32 */
+    /* y sized for y's storage, and never x itself when the storages differ */
+    clnorm_buffers bad = b;
+    bad.y = small;
+    ck_assert_int_eq(clnorm_forward(plan, CLNORM_TRAINING, &bad, 0, NULL, NULL),
+                     CLNORM_ERROR_INVALID_ARGUMENT);
+    ck_assert_ptr_nonnull(strstr(clnorm_context_last_error(ctx), "bufs.y"));
+    bad.y = b.x;
+    ck_assert_int_eq(clnorm_forward(plan, CLNORM_TRAINING, &bad, 0, NULL, NULL),
+                     CLNORM_ERROR_INVALID_ARGUMENT);
+    ck_assert_ptr_nonnull(strstr(clnorm_context_last_error(ctx), "bufs.y"));
+    unsigned char after[48];
+    harness_read(b.x, after, sizeof after);
+    ck_assert_mem_eq(after, px, sizeof px);
+    /* backward takes floating-point storage only */
+    clnorm_buffers g = {0};
+    g.x = b.x;
+    g.dy = small;
+    g.dx = b.y;
+    ck_assert_int_eq(clnorm_backward(plan, CLNORM_TRAINING, &g, 0, NULL, NULL),
+                     CLNORM_ERROR_UNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(clnorm_context_last_error(ctx), "forward only"));
+    CLNORM_OK(ctx, clnorm_forward(plan, CLNORM_TRAINING, &b, 0, NULL, NULL));
+    clReleaseMemObject(b.x);
+    clReleaseMemObject(b.y);
+    clReleaseMemObject(small);
+    clnorm_plan_release(plan);
+}
+END_TEST
+
+int main(void)
+{
+    if (!harness_ctx())
+        return 77;
+    Suite *s = suite_create("imaging");
+    TCase *t = tcase_create("imaging");
+    tcase_set_timeout(t, 900);
+    tcase_add_test(t, integer_outputs_round_and_saturate);
+    tcase_add_test(t, integer_inputs_to_float);
+    if (!harness_small() || getenv("CLNORM_TEST_MATRIX"))
+        tcase_add_test(t, large_frame);
+    tcase_add_test(t, imagenet_recipe);
+    tcase_add_test(t, integer_storage_refusals);
+    const char *matrix = getenv("CLNORM_TEST_MATRIX");
+    if (matrix && strcmp(matrix, "1") == 0)
+        tcase_add_test(t, integer_matrix);
+    suite_add_tcase(s, t);
+    return harness_run(s);
+}
