@@ -148,6 +148,45 @@ START_TEST(imagenet_recipe)
 }
 END_TEST
 
+/* y = x exactly (running mean 0, variance 1, eps 0, no gamma or beta): ties, saturation, NaN
+ * and infinities of the conversion itself, through the vector and scalar stores. */
+START_TEST(integer_outputs_round_ties_to_even)
+{
+    clnorm_context *ctx = harness_ctx();
+    static const float x[] = {-1.0f, -0.5f, 0.5f, 1.5f, 2.5f, 3.49f, 254.5f, 255.5f, 256.0f, NAN,
+                              INFINITY, -INFINITY, 1e10f, 65534.5f, 65535.5f, 70000.0f, 7.5f};
+    static const double u8[] = {0, 0, 0, 2, 2, 3, 254, 255, 255, 0, 255, 0, 255, 255, 255, 255, 8};
+    static const double u16[] = {0,     0,     0, 2,     2,     3,     254, 256, 256,
+                                 0, 65535, 0, 65535, 65534, 65535, 65535, 8};
+    enum { N = sizeof x / sizeof x[0] };
+    for (int t = 0; t < 2; ++t) {
+        clnorm_desc desc = {CLNORM_BATCH, CLNORM_NCHW, CLNORM_F32, 1, 1, N, 0, 0.0f, 0.1f,
+                            t ? CLNORM_Y_U16 : CLNORM_Y_U8};
+        clnorm_plan *plan;
+        CLNORM_OK(ctx, clnorm_plan_create(ctx, &desc, &plan));
+        float zero = 0.0f, one = 1.0f;
+        clnorm_buffers b = {0};
+        b.x = harness_buffer(x, sizeof x);
+        b.y = harness_buffer(NULL, N * 2);
+        b.running_mean = harness_buffer(&zero, sizeof zero);
+        b.running_var = harness_buffer(&one, sizeof one);
+        CLNORM_OK(ctx, clnorm_forward(plan, CLNORM_INFERENCE, &b, 0, NULL, NULL));
+        unsigned char got8[N];
+        unsigned short got16[N];
+        harness_read(b.y, t ? (void *)got16 : (void *)got8, t ? sizeof got16 : sizeof got8);
+        for (int i = 0; i < N; ++i) {
+            double got = t ? got16[i] : got8[i], want = t ? u16[i] : u8[i];
+            ck_assert_msg(got == want, "%s: x = %g gives %g, want %g", t ? "u16" : "u8",
+                          (double)x[i], got, want);
+        }
+        cl_mem mems[] = {b.x, b.y, b.running_mean, b.running_var};
+        for (int i = 0; i < 4; ++i)
+            clReleaseMemObject(mems[i]);
+        clnorm_plan_release(plan);
+    }
+}
+END_TEST
+
 START_TEST(integer_storage_refusals)
 {
     clnorm_context *ctx = harness_ctx();
@@ -211,6 +250,7 @@ int main(void)
     if (!harness_small() || getenv("CLNORM_TEST_MATRIX"))
         tcase_add_test(t, large_frame);
     tcase_add_test(t, imagenet_recipe);
+    tcase_add_test(t, integer_outputs_round_ties_to_even);
     tcase_add_test(t, integer_storage_refusals);
     const char *matrix = getenv("CLNORM_TEST_MATRIX");
     if (matrix && strcmp(matrix, "1") == 0)
