@@ -424,6 +424,11 @@ clnorm_status clnorm_backward(clnorm_plan *plan, clnorm_mode mode, const clnorm_
                            "desc.dtype: integer storage (%s) is for forward only; backward takes "
                            "f32, f16 or bf16",
                            plan->desc.dtype == CLNORM_U8 ? "u8" : "u16");
+    if (plan->desc.y_dtype != CLNORM_Y_AS_X)
+        return clnorm_fail(plan->ctx, CLNORM_ERROR_UNSUPPORTED,
+                           "desc.y_dtype: backward takes plans whose y is stored as x (dy and dx "
+                           "are in x's storage); this plan's y_dtype is %d",
+                           (int)plan->desc.y_dtype);
     stats_source src = {0};
     s = check_backward(plan, mode, bufs, &src);
     if (s)

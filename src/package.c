@@ -18,7 +18,8 @@
  *   built_with = device | the offline compiler's command
  *
  * Lines are "key = value", a value running to the end of its line (CRLF ends are taken);
- * readers ignore keys they do not know, and clnorm-compile rewrites only the keys above. A plan takes an entry whose name, options,
+ * readers ignore keys they do not know, and clnorm-compile rewrites only the keys above.
+ * A plan takes an entry whose name, options,
  * source hash, library version, platform, device and vendor all equal its own; the driver
  * version is recorded but not required (the driver itself refuses a binary it cannot run, and
  * such a binary is skipped). Only a binary whose size and hash are the manifest's is handed to
@@ -551,8 +552,8 @@ clnorm_status clnorm_package_add(clnorm_context *ctx, const char *dir, clnorm_pr
         set_text(e->built_with, sizeof e->built_with, "device");
     } else if (mode == CLNORM_PACKAGE_COMMAND) {
         if (!run_compiler(dir, e, command, report, report_size)) {
-            status = clnorm_fail(ctx, CLNORM_ERROR_BUILD_FAILED, "--compiler: building %s failed:\n",
-                                 e->binary);
+            status = clnorm_fail(ctx, CLNORM_ERROR_BUILD_FAILED,
+                                 "--compiler: building %s failed:\n", e->binary);
             clnorm_error_append(ctx, report);
             report[0] = '\0';
             goto done;
@@ -620,8 +621,8 @@ clnorm_status clnorm_package_build_missing(const char *dir, const char *command,
         }
         e->binary_hash[0] = '\0';
         if (!run_compiler(dir, e, command, out, 65536)) {
-            status = clnorm_fail(NULL, CLNORM_ERROR_BUILD_FAILED, "--compiler: building %s failed:\n",
-                                 e->binary);
+            status = clnorm_fail(NULL, CLNORM_ERROR_BUILD_FAILED,
+                                 "--compiler: building %s failed:\n", e->binary);
             clnorm_error_append(NULL, out);
         } else if (!seal(dir, e)) {
             status = clnorm_fail(NULL, CLNORM_ERROR_INVALID_ARGUMENT,

@@ -87,7 +87,7 @@ START_TEST(integer_inputs_to_float)
         fc.mode = (clnorm_mode)mode;
         fcase_check(&fc);
     }
-    /* a whole-frame LAYER on u16 to f32 and to u16 */
+    /* a whole-frame LAYER on u16 to f32 */
     fcase fc = make_case(CLNORM_LAYER, CLNORM_NCHW, CLNORM_U16, CLNORM_Y_F32, 2, 1, d,
                          FILL_NORMAL, 9);
     fcase_check(&fc);
@@ -222,6 +222,31 @@ START_TEST(integer_storage_refusals)
     unsigned char after[48];
     harness_read(b.x, after, sizeof after);
     ck_assert_mem_eq(after, px, sizeof px);
+    /* y stored otherwise than x, at the same size: still never x itself */
+    clnorm_desc same_size = {CLNORM_INSTANCE, CLNORM_NHWC, CLNORM_U16, 1, 3, 8, 0, 1e-5f, 0.1f,
+                             CLNORM_Y_F16};
+    clnorm_plan *p16;
+    CLNORM_OK(ctx, clnorm_plan_create(ctx, &same_size, &p16));
+    clnorm_buffers in_place = {0};
+    in_place.x = in_place.y = small; /* 48 bytes: 24 u16 elements, 24 f16 */
+    ck_assert_int_eq(clnorm_forward(p16, CLNORM_TRAINING, &in_place, 0, NULL, NULL),
+                     CLNORM_ERROR_INVALID_ARGUMENT);
+    ck_assert_msg(strstr(clnorm_context_last_error(ctx), "bufs.y") &&
+                      strstr(clnorm_context_last_error(ctx), "bufs.x"),
+                  "%s", clnorm_context_last_error(ctx));
+    /* backward refuses y stored otherwise, even in floating point */
+    clnorm_desc f2 = same_size;
+    f2.dtype = CLNORM_F16;
+    f2.y_dtype = CLNORM_Y_F32;
+    clnorm_plan *pf;
+    CLNORM_OK(ctx, clnorm_plan_create(ctx, &f2, &pf));
+    clnorm_buffers gf = {0};
+    gf.x = gf.dy = gf.dx = small;
+    ck_assert_int_eq(clnorm_backward(pf, CLNORM_TRAINING, &gf, 0, NULL, NULL),
+                     CLNORM_ERROR_UNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(clnorm_context_last_error(ctx), "desc.y_dtype"));
+    clnorm_plan_release(p16);
+    clnorm_plan_release(pf);
     /* backward takes floating-point storage only */
     clnorm_buffers g = {0};
     g.x = b.x;

@@ -206,6 +206,20 @@ START_TEST(missing_program_names_the_command)
     ctx = package_context(dir);
     CLNORM_OK(ctx, clnorm_plan_create(ctx, &narrow, &plan));
     clnorm_plan_release(plan);
+
+    /* pixels: the command names x's and y's storage, and adds that program */
+    clnorm_desc pixels = {CLNORM_BATCH, CLNORM_NHWC, CLNORM_U8, 1, 3, 16, 0, 1e-5f, 0.1f,
+                          CLNORM_Y_F32};
+    ck_assert_int_eq(clnorm_plan_create(ctx, &pixels, &plan), CLNORM_ERROR_UNSUPPORTED);
+    msg = clnorm_context_last_error(ctx);
+    ck_assert_msg(strstr(msg, "batch:forward-training:nhwc:1x3x16:u8-f32"), "%s", msg);
+    at = strstr(msg, "clnorm-compile ");
+    snprintf(cmd, sizeof cmd, "%s/%s > /dev/null", CLNORM_BINARY_DIR, at);
+    clnorm_context_release(ctx);
+    ck_assert_msg(system(cmd) == 0, "%s", cmd);
+    ctx = package_context(dir);
+    CLNORM_OK(ctx, clnorm_plan_create(ctx, &pixels, &plan));
+    clnorm_plan_release(plan);
     clnorm_context_release(ctx);
 }
 END_TEST

@@ -30,7 +30,7 @@ static void usage(FILE *out)
           "                   CLNORM_DEVICE, else the first GPU, else the first device)\n"
           "  --dtype T        storage type of the problems (default f32; all: f32, f16 and bf16);\n"
           "                   a PROBLEM's own :T[-Y] field (x's and y's storage) overrides it\n"
-          "  --compiler CMD   build each program with an offline compiler instead of the device's:\n"
+          "  --compiler CMD   build each program with an offline compiler, not the device's:\n"
           "                   CMD runs once per program with {source} and {output} replaced by\n"
           "                   paths (shell-quoted), {options} by the build options, e.g.\n"
           "                   'poclcc -b \"{options}\" -o {output} {source}' or\n"
@@ -65,6 +65,7 @@ typedef struct job {
         char options[256];
     } *seen;
     size_t nseen, built, kept, failed;
+    int all_passes; /* expanding a PROBLEM of pass `all` */
 } job;
 
 static void print_line(const char *line, void *user)
@@ -116,8 +117,11 @@ static int add(job *J, clnorm_program which, const char *options, const char *wh
  * prepared without building. */
 static void add_problem(job *J, const problem *p, const char *text)
 {
-    if (p->pass == PASS_BACKWARD && p->desc.dtype >= CLNORM_U8) {
-        fprintf(stderr, "clnorm-compile: %s: integer storage is forward only\n", text);
+    if (p->pass == PASS_BACKWARD && (p->desc.dtype >= CLNORM_U8 || p->desc.y_dtype)) {
+        if (J->all_passes)
+            return; /* `all`: the passes there are */
+        fprintf(stderr, "clnorm-compile: %s: integer storage, or y stored otherwise than x, is "
+                        "forward only\n", text);
         J->failed++;
         return;
     }
@@ -166,10 +170,12 @@ static void add_text(job *J, const char *text, int dtype_first, int dtype_last)
     const char *all = strstr(text, ":all:");
     if (all) {
         size_t head = (size_t)(all - text);
+        J->all_passes = 1;
         for (int pass = 0; pass < 3; pass += 2) {
             snprintf(buf, sizeof buf, "%.*s:%s:%s", (int)head, text, pass_names[pass], all + 5);
             add_text(J, buf, dtype_first, dtype_last);
         }
+        J->all_passes = 0;
         return;
     }
     for (int t = dtype_first; t <= dtype_last; ++t) {
@@ -267,7 +273,7 @@ int main(int argc, char **argv)
         first = lookup(dtype, dtype_names, COUNT(dtype_names));
         last = first;
         if (first < 0)
-            die_usage("--dtype %s: want f32, f16, bf16 or all", dtype);
+            die_usage("--dtype %s: want f32, f16, bf16, u8, u16 or all", dtype);
     }
     if (ntexts == 0 && nfrom == 0) {
         if (emit)

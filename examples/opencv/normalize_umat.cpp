@@ -45,8 +45,11 @@ struct Normalizer {
         auto queue = static_cast<cl_command_queue>(cv::ocl::Queue::getDefault().ptr());
         check(clnorm_context_create_from_queue(queue, &ctx), nullptr,
               "clnorm_context_create_from_queue");
-        if (clnorm_context_cl(ctx) != static_cast<cl_context>(cv::ocl::Context::getDefault().ptr()))
+        auto cv_context = static_cast<cl_context>(cv::ocl::Context::getDefault().ptr());
+        if (clnorm_context_cl(ctx) != cv_context) {
+            clnorm_context_release(ctx); // no destructor runs for a constructor that throws
             throw std::runtime_error("OpenCV's queue is not on its default context");
+        }
         cv::Mat m(1, 3, CV_32F), v(1, 3, CV_32F);
         for (int c = 0; c < 3; ++c) {
             m.at<float>(c) = float(255 * mean_bgr[c]);

@@ -82,8 +82,7 @@ typedef enum clnorm_dtype {
 /*
  * Storage of y when it differs from x's (clnorm_desc.y_dtype). An integer y rounds to nearest
  * (ties to even) and saturates to its type's range: below 0 gives 0, above 255 (65535) gives
- * 255 (65535), NaN gives 0. Zero, what a descriptor without the field holds, keeps y in x's
- * storage.
+ * 255 (65535), NaN gives 0. Zero keeps y in x's storage, as in 0.1.
  */
 typedef enum clnorm_y_dtype {
     CLNORM_Y_AS_X, /* y stored as x */
@@ -99,13 +98,16 @@ typedef enum clnorm_mode { CLNORM_TRAINING, CLNORM_INFERENCE } clnorm_mode;
 typedef struct clnorm_desc {
     clnorm_kind kind;
     clnorm_layout layout;
-    clnorm_dtype dtype; /* storage of x, y, dy, dx; parameters and statistics are float */
+    clnorm_dtype dtype; /* storage of x, dy, dx, and of y unless y_dtype says otherwise;
+                         * parameters and statistics are float */
     size_t n, c, d;     /* batch, channels, spatial size (product of spatial dims; 1 if none) */
     size_t groups;      /* CLNORM_GROUP only: divides c */
     float eps;          /* finite, >= 0: added to the variance inside the square root */
     float momentum;     /* in [0, 1]: running = (1 - momentum) * running + momentum * batch */
-    /* Since 0.2; zero keeps the 0.1 behaviour. */
-    clnorm_y_dtype y_dtype; /* y's storage, when it is not x's; bufs.y may then not be bufs.x */
+    /* Since 0.2 (the struct grew: rebuild against this header); zero keeps the 0.1 behaviour.
+     * y's storage, when it is not x's: bufs.y may then not be bufs.x, and clnorm_backward
+     * returns CLNORM_ERROR_UNSUPPORTED (forward only). */
+    clnorm_y_dtype y_dtype;
 } clnorm_desc;
 
 typedef struct clnorm_buffers { /* every tensor role, named once; unused ones stay NULL */
