@@ -388,8 +388,9 @@ clnorm_status clnorm_program_source(const clnorm_context *ctx, clnorm_program wh
     return read_sources(ctx, which, source, size, first_line);
 }
 
-/* CLNORM_PROGRAM_LOG=FILE: a line per program a process builds or loads, "NAME<tab>OPTIONS<tab>
- * PROBLEM", for clnorm-compile --from to package what an application used. */
+/* CLNORM_PROGRAM_LOG=FILE: a line per program a process builds, loads or lacks (no compiler),
+ * "NAME<tab>OPTIONS<tab>PROBLEM", for clnorm-compile --from to package what an application
+ * used. */
 static void log_program(clnorm_program which, const char *options, const char *problem)
 {
     const char *path = getenv("CLNORM_PROGRAM_LOG");
@@ -429,12 +430,15 @@ clnorm_status clnorm_program_get(clnorm_context *ctx, clnorm_program which, cons
     }
     strcpy(copy, options);
     status = build(ctx, which, options, problem, &e->program);
+    /* logged when found, and when a device without a compiler lacks it (what to package);
+     * not when a compiler refused it (a work-group size the plan then does without) */
+    if (status == CLNORM_SUCCESS || status == CLNORM_ERROR_UNSUPPORTED)
+        log_program(which, options, problem);
     if (status != CLNORM_SUCCESS) {
         free(e);
         free(copy);
         goto done;
     }
-    log_program(which, options, problem);
     e->which = which;
     e->options = copy;
     e->next = ctx->programs;

@@ -354,6 +354,20 @@ START_TEST(program_log_lists_what_was_built)
     CLNORM_OK(ctx, run(ctx, &layer, 1, out));
     ck_assert_uint_eq(ctx->from_package, 2);
     clnorm_context_release(ctx);
+
+    /* without a compiler, what is missing is logged too: the list to package */
+    char missing[700];
+    snprintf(missing, sizeof missing, "%s/missing.log", dir);
+    setenv("CLNORM_PROGRAM_LOG", missing, 1);
+    ctx = package_context(NULL);
+    clnorm_desc rms = {CLNORM_RMS, CLNORM_NCHW, CLNORM_BF16, 2, 3, 4, 0, 1e-5f, 0.1f,
+                       CLNORM_Y_AS_X};
+    clnorm_plan *plan = NULL;
+    ck_assert_int_eq(clnorm_plan_create(ctx, &rms, &plan), CLNORM_ERROR_UNSUPPORTED);
+    clnorm_context_release(ctx);
+    unsetenv("CLNORM_PROGRAM_LOG");
+    shell("grep -q '^forward\t.*-DCLNORM_DTYPE=2 .*\trms:forward-training:nchw:2x3x4$' %s%s",
+          missing, "");
 }
 END_TEST
 
