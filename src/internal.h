@@ -252,8 +252,9 @@ struct clnorm_plan {
  * from the plan's program, a scratch buffer. */
 clnorm_blocking clnorm_plan_blocking(const clnorm_plan *plan, const clnorm_view *v, size_t cols,
                                      size_t wg);
-/* The clnorm-compile PROBLEM of a descriptor: kind:pass:layout:NxCxD[/G], the pass
- * forward-training (the forward program serves inference too) or backward. */
+/* The clnorm-compile PROBLEM of a descriptor: kind:pass:layout:NxCxD[/G]:T[-Y], the pass
+ * forward-training (the forward program serves inference too) or backward, T and Y the
+ * storage of x and (where it differs) y. */
 void clnorm_problem_text(const clnorm_desc *d, int backward, char *out, size_t size);
 /* A plan prepared as clnorm_plan_create makes it, but with no program built and no kernels:
  * for clnorm-compile to read the options of its programs. Only release it. */

@@ -262,11 +262,11 @@ void clnorm_problem_text(const clnorm_desc *d, int backward, char *out, size_t s
                      d->layout == CLNORM_NHWC ? "nhwc" : "nchw", d->n, d->c, d->d);
     if (d->kind == CLNORM_GROUP && n > 0 && (size_t)n < size)
         n += snprintf(out + n, size - (size_t)n, "/%zu", d->groups);
-    /* integer x, or y stored otherwise: the storage field (x-y) */
+    /* the storage field: x's, and y's where it differs */
     static const char *const types[] = {"f32", "f16", "bf16", "u8", "u16"};
-    if ((clnorm_dtype_is_integer(d->dtype) || d->y_dtype) && n > 0 && (size_t)n < size)
-        snprintf(out + n, size - (size_t)n, ":%s-%s", types[d->dtype],
-                 types[clnorm_y_storage(d)]);
+    if (n > 0 && (size_t)n < size)
+        snprintf(out + n, size - (size_t)n, ":%s%s%s", types[d->dtype], d->y_dtype ? "-" : "",
+                 d->y_dtype ? types[clnorm_y_storage(d)] : "");
 }
 
 /*

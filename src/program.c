@@ -282,11 +282,7 @@ static clnorm_status missing(const clnorm_context *ctx, clnorm_program which, co
         clnorm_error_append(ctx, "; skipped ");
         clnorm_error_append(ctx, hint->skipped);
     }
-    static const char *const dtypes[] = {"f32", "f16", "bf16", "u8", "u16"};
-    const char *at = strstr(options, "-DCLNORM_DTYPE=");
-    int code = at ? at[15] - '0' : 0;
-    const char *dtype = code >= 0 && code < 5 ? dtypes[code] : "f32";
-    /* the command, its arguments shell-quoted */
+    /* the command (the problem names the storage), its arguments shell-quoted */
     char *qpkg = clnorm_shell_quote(pkg), *qdev = clnorm_shell_quote(d->device_name);
     char *qcc = hint->compiler[0] ? clnorm_shell_quote(hint->compiler) : NULL;
     if (qpkg && qdev && (qcc || !hint->compiler[0])) {
@@ -298,8 +294,6 @@ static clnorm_status missing(const clnorm_context *ctx, clnorm_program which, co
         clnorm_error_append(ctx, qpkg);
         clnorm_error_append(ctx, " --device ");
         clnorm_error_append(ctx, qdev);
-        clnorm_error_append(ctx, " --dtype ");
-        clnorm_error_append(ctx, dtype);
         if (qcc) {
             clnorm_error_append(ctx, " --compiler ");
             clnorm_error_append(ctx, qcc);

@@ -185,7 +185,7 @@ START_TEST(missing_program_names_the_command)
     ck_assert_msg(strstr(msg, "program backward") && strstr(msg, "-DCLNORM_APPLY=2") &&
                       strstr(msg, "clnorm-compile --out ") && strstr(msg, dir) &&
                       strstr(msg, "--compiler '" POCLCC "'") &&
-                      strstr(msg, "layer:backward:nchw:2x3x4"),
+                      strstr(msg, "layer:backward:nchw:2x3x4:f32"),
                   "%s", msg);
     clnorm_desc narrow = {CLNORM_BATCH, CLNORM_NHWC, CLNORM_F16, 2, 3, 16, 0, 1e-5f, 0.1f,
                           CLNORM_Y_AS_X};
@@ -193,8 +193,8 @@ START_TEST(missing_program_names_the_command)
     ck_assert_int_eq(clnorm_plan_create(ctx, &narrow, &plan), CLNORM_ERROR_UNSUPPORTED);
     ck_assert_ptr_null(plan);
     msg = clnorm_context_last_error(ctx);
-    ck_assert_msg(strstr(msg, "program forward") && strstr(msg, "--dtype f16") &&
-                      strstr(msg, "batch:forward-training:nhwc:2x3x16") &&
+    ck_assert_msg(strstr(msg, "program forward") &&
+                      strstr(msg, "batch:forward-training:nhwc:2x3x16:f16") &&
                       strstr(msg, "CLNORM_COMPILER=0"),
                   "%s", msg);
     /* the command it names adds the program */
@@ -342,8 +342,8 @@ START_TEST(program_log_lists_what_was_built)
     clnorm_context_release(ctx);
     unsetenv("CLNORM_PROGRAM_LOG");
     /* and clnorm-compile --from packages exactly those */
-    shell("grep -q '^forward\t-cl-std=CL1.2 .*\tlayer:forward-training:nchw:2x3x4$' %s && "
-          "grep -q '^backward\t.*\tlayer:backward:nchw:2x3x4$' %s",
+    shell("grep -q '^forward\t-cl-std=CL1.2 .*\tlayer:forward-training:nchw:2x3x4:f32$' %s && "
+          "grep -q '^backward\t.*\tlayer:backward:nchw:2x3x4:f32$' %s",
           log, log);
     char cmd[2048];
     snprintf(cmd, sizeof cmd, "%s/clnorm-compile --out %s/pkg --from %s > /dev/null",
@@ -366,7 +366,7 @@ START_TEST(program_log_lists_what_was_built)
     ck_assert_int_eq(clnorm_plan_create(ctx, &rms, &plan), CLNORM_ERROR_UNSUPPORTED);
     clnorm_context_release(ctx);
     unsetenv("CLNORM_PROGRAM_LOG");
-    shell("grep -q '^forward\t.*-DCLNORM_DTYPE=2 .*\trms:forward-training:nchw:2x3x4$' %s%s",
+    shell("grep -q '^forward\t.*-DCLNORM_DTYPE=2 .*\trms:forward-training:nchw:2x3x4:bf16$' %s%s",
           missing, "");
 }
 END_TEST

@@ -117,7 +117,7 @@ static int add(job *J, clnorm_program which, const char *options, const char *wh
  * prepared without building. */
 static void add_problem(job *J, const problem *p, const char *text)
 {
-    if (p->pass == PASS_BACKWARD && (p->desc.dtype >= CLNORM_U8 || p->desc.y_dtype)) {
+    if (p->pass == PASS_BACKWARD && (clnorm_dtype_is_integer(p->desc.dtype) || p->desc.y_dtype)) {
         if (J->all_passes)
             return; /* `all`: the passes there are */
         fprintf(stderr, "clnorm-compile: %s: integer storage, or y stored otherwise than x, is "
