@@ -11,28 +11,12 @@
 static const char *const kinds[] = {"BATCH", "LAYER", "INSTANCE", "GROUP", "RMS"};
 static const char *const dtypes[] = {"f32", "f16", "bf16", "u8", "u16"};
 
-/* y's storage, and the largest value of an integer one (0 for floats). */
-static clnorm_dtype y_storage(const clnorm_desc *d)
-{
-    return d->y_dtype == CLNORM_Y_AS_X ? d->dtype : (clnorm_dtype)(d->y_dtype - 1);
-}
-
-static double integer_most(clnorm_dtype t)
-{
-    return t == CLNORM_U8 ? 255.0 : t == CLNORM_U16 ? 65535.0 : 0.0;
-}
-
-static size_t storage_size(clnorm_dtype t)
-{
-    return t == CLNORM_F32 ? 4 : t == CLNORM_U8 ? 1 : 2;
-}
-
 const char *fcase_name(const fcase *fc, char *buf, size_t size)
 {
     const clnorm_desc *d = &fc->desc;
     char types[16];
     snprintf(types, sizeof types, "%s%s%s", dtypes[d->dtype], d->y_dtype ? ">" : "",
-             d->y_dtype ? dtypes[y_storage(d)] : "");
+             d->y_dtype ? dtypes[ref_y_storage(d)] : "");
     snprintf(buf, size, "%s/%zu %s %s %s %zux%zux%zu%s%s%s%s fill=%d", kinds[d->kind], d->groups,
              d->layout == CLNORM_NCHW ? "NCHW" : "NHWC", types,
              fc->mode == CLNORM_TRAINING ? "TRAINING" : "INFERENCE", d->n, d->c, d->d,
@@ -101,10 +85,10 @@ void fcase_check(const fcase *fc)
     char name[256];
     fcase_name(fc, name, sizeof name);
     size_t total = d->n * d->c * d->d, groups = ref_groups(d), np = ref_params(d);
-    size_t esize = storage_size(d->dtype);
-    clnorm_dtype yt = y_storage(d);
-    size_t ysize = storage_size(yt);
-    double most = integer_most(yt);
+    size_t esize = ref_storage_size(d->dtype);
+    clnorm_dtype yt = ref_y_storage(&fc->desc);
+    size_t ysize = ref_storage_size(yt);
+    double most = ref_integer_most(yt);
 
     float *xf = malloc((total ? total : 1) * sizeof *xf);
     void *xs = malloc((total ? total : 1) * esize), *ys = malloc((total ? total : 1) * ysize);

@@ -257,6 +257,18 @@ float ref_float_from_bf16(uint16_t b)
     return f;
 }
 
+clnorm_dtype ref_y_storage(const clnorm_desc *d)
+{
+    return d->y_dtype == CLNORM_Y_AS_X ? d->dtype : (clnorm_dtype)(d->y_dtype - 1);
+}
+
+size_t ref_storage_size(clnorm_dtype t) { return t == CLNORM_F32 ? 4 : t == CLNORM_U8 ? 1 : 2; }
+
+double ref_integer_most(clnorm_dtype t)
+{
+    return t == CLNORM_U8 ? 255.0 : t == CLNORM_U16 ? 65535.0 : 0.0;
+}
+
 double ref_round_sat(double v, double most)
 {
     if (isnan(v) || v <= 0.0)

@@ -47,6 +47,11 @@ uint16_t ref_half_from_float(float f);
 float ref_float_from_half(uint16_t h);
 uint16_t ref_bf16_from_float(float f);
 float ref_float_from_bf16(uint16_t b);
+/* y's storage (x's unless desc.y_dtype says), an element's bytes, and the largest value of an
+ * integer storage (0 for the floating-point ones). */
+clnorm_dtype ref_y_storage(const clnorm_desc *desc);
+size_t ref_storage_size(clnorm_dtype dtype);
+double ref_integer_most(clnorm_dtype dtype);
 /* v rounded to the nearest integer (ties to even) and saturated to [0, most]; NaN gives 0: what
  * an integer y holds. */
 double ref_round_sat(double v, double most);

@@ -3,12 +3,11 @@
  * matrix (every x and y storage, kind and layout), which the `extended` label runs. */
 #include "forward_case.h"
 #include "harness.h"
+#include "reference.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-static const double most_of[] = {0, 0, 0, 255.0, 65535.0};
 
 /* A case of x storage xt and y storage yt + 1 (0: as x) in the given kind and layout, data
  * spread over the integer range of x, and for an integer y parameters that push it past both
@@ -19,8 +18,7 @@ static fcase make_case(int kind, int layout, clnorm_dtype xt, int yt, size_t n, 
     fcase fc = {0};
     fc.desc = (clnorm_desc){(clnorm_kind)kind, (clnorm_layout)layout, xt, n, c, d,
                             kind == CLNORM_GROUP ? c / 2 : 0, 1e-5f, 0.1f, (clnorm_y_dtype)yt};
-    clnorm_dtype ys = yt == 0 ? xt : (clnorm_dtype)(yt - 1);
-    double xmost = most_of[xt], ymost = most_of[ys];
+    double xmost = ref_integer_most(xt), ymost = ref_integer_most(ref_y_storage(&fc.desc));
     fc.mode = CLNORM_TRAINING;
     fc.gamma = fc.beta = fc.save = 1;
     fc.running = kind == CLNORM_BATCH || kind == CLNORM_INSTANCE;

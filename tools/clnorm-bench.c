@@ -144,19 +144,13 @@ static double rng_normal(rng *g) /* Box-Muller, both values used */
     return r * cos(t);
 }
 
-/* The largest value of an integer storage type, 0 for the floating-point ones. */
-static double integer_most(clnorm_dtype t)
-{
-    return t == CLNORM_U8 ? 255.0 : t == CLNORM_U16 ? 65535.0 : 0.0;
-}
-
 /* total standard normal values in the dtype's storage (integers: spread over their range,
  * mean at mid-range and 6 standard deviations across it), generated a block at a time so that
  * no float copy of the whole tensor is needed. */
 static void *random_tensor(clnorm_dtype dtype, size_t total, rng *g)
 {
     size_t esize = clnorm_dtype_size(dtype);
-    double most = integer_most(dtype);
+    double most = ref_integer_most(dtype);
     unsigned char *out = malloc(total * esize);
     float block[4096];
     if (!out)
@@ -397,7 +391,7 @@ static int check_forward(const clnorm_desc *d, int use_running, const float *run
                          const double *scale, result *r)
 {
     clnorm_dtype yt = clnorm_y_storage(d);
-    double most = integer_most(yt);
+    double most = ref_integer_most(yt);
     size_t groups = ref_groups(d);
     double *gmax = calloc(groups, sizeof *gmax);
     if (!gmax)
@@ -482,7 +476,7 @@ static void run_problem(bench *B, const problem *p, result *r)
     size_t bytes = total * esize, np = ref_params(d), groups = ref_groups(d);
     clnorm_dtype yt = clnorm_y_storage(d);
     size_t ybytes = total * clnorm_dtype_size(yt);
-    double ymost = integer_most(yt);
+    double ymost = ref_integer_most(yt);
     int backward = p->pass == PASS_BACKWARD;
     int running = !backward && (d->kind == CLNORM_BATCH || d->kind == CLNORM_INSTANCE);
     int has_beta = d->kind != CLNORM_RMS; /* RMS norm is used without a bias */
@@ -523,7 +517,7 @@ static void run_problem(bench *B, const problem *p, result *r)
         beta[i] = (float)(po + ps * rng_normal(&g));
     }
     /* running statistics near the data's: integer x spreads over its range */
-    double xmost = integer_most(d->dtype);
+    double xmost = ref_integer_most(d->dtype);
     for (size_t c = 0; c < d->c; ++c) {
         rm[c] = (float)(xmost > 0 ? xmost / 2 + xmost / 60 * rng_normal(&g) : 0.1 * rng_normal(&g));
         rv[c] = (float)((xmost > 0 ? xmost * xmost / 36 : 1) * (0.5 + rng_uniform(&g)));
