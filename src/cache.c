@@ -101,6 +101,27 @@ int clnorm_make_dirs(const char *path)
     return 1;
 }
 
+unsigned char *clnorm_file_read(const char *path, size_t *size)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    unsigned char *buf = NULL;
+    long len = -1;
+    if (fseek(f, 0, SEEK_END) == 0)
+        len = ftell(f);
+    if (len >= 0 && fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)len + 1)) &&
+        fread(buf, 1, (size_t)len, f) == (size_t)len) {
+        buf[len] = '\0';
+        *size = (size_t)len;
+    } else {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    return buf;
+}
+
 static int take(const unsigned char **p, const unsigned char *end, void *out, size_t n)
 {
     if ((size_t)(end - *p) < n)
@@ -114,19 +135,9 @@ unsigned char *clnorm_cache_load(const char *key, size_t key_size, size_t *binar
 {
     char path[4200];
     unsigned char *file = NULL, *binary = NULL;
-    if (!file_path(key, key_size, path, sizeof path))
+    size_t len = 0;
+    if (!file_path(key, key_size, path, sizeof path) || !(file = clnorm_file_read(path, &len)))
         return NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    long len = -1;
-    if (fseek(f, 0, SEEK_END) == 0)
-        len = ftell(f);
-    if (len <= 0 || fseek(f, 0, SEEK_SET) != 0)
-        goto done;
-    file = malloc((size_t)len);
-    if (!file || fread(file, 1, (size_t)len, f) != (size_t)len)
-        goto done;
 
     const unsigned char *p = file, *end = file + len;
     char m[8];
@@ -149,7 +160,6 @@ unsigned char *clnorm_cache_load(const char *key, size_t key_size, size_t *binar
     }
 done:
     free(file);
-    fclose(f);
     return binary;
 }
 

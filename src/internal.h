@@ -148,6 +148,8 @@ clnorm_status clnorm_kernel_source_read(const clnorm_context *ctx, const char *n
                                         size_t *size);
 
 uint64_t clnorm_hash64(const void *data, size_t size, uint64_t seed);
+/* The whole file, NUL-terminated past *size (malloc'd); NULL when it cannot be read. */
+unsigned char *clnorm_file_read(const char *path, size_t *size);
 /* mkdir -p; returns 0 when a folder cannot be made. */
 int clnorm_make_dirs(const char *path);
 /* Fills ctx->tuning: defaults for the device class, or the saved file (tune.c). */

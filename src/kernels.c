@@ -13,36 +13,14 @@
 static clnorm_status read_file(const clnorm_context *ctx, const char *path, char **text,
                                size_t *size)
 {
-    clnorm_status status = CLNORM_SUCCESS;
-    char *buf = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return clnorm_fail(ctx, CLNORM_ERROR_BUILD_FAILED, "CLNORM_KERNEL_DIR: cannot open %s: %s",
-                           path, strerror(errno));
-    if (fseek(f, 0, SEEK_END) != 0)
-        goto unreadable;
-    long len = ftell(f);
-    if (len < 0 || fseek(f, 0, SEEK_SET) != 0)
-        goto unreadable;
-    buf = malloc((size_t)len + 1);
-    if (!buf) {
-        status = clnorm_fail(ctx, CLNORM_ERROR_OUT_OF_MEMORY, "%s: out of memory", path);
-        goto fail;
-    }
-    if (fread(buf, 1, (size_t)len, f) != (size_t)len)
-        goto unreadable;
-    buf[len] = '\0';
-    fclose(f);
-    *text = buf;
-    *size = (size_t)len;
-    return CLNORM_SUCCESS;
-unreadable:
-    status = clnorm_fail(ctx, CLNORM_ERROR_BUILD_FAILED, "CLNORM_KERNEL_DIR: cannot read %s",
-                         path);
-fail:
-    free(buf);
-    fclose(f);
-    return status;
+    errno = 0;
+    *text = (char *)clnorm_file_read(path, size);
+    if (*text)
+        return CLNORM_SUCCESS;
+    if (errno == ENOMEM)
+        return clnorm_fail(ctx, CLNORM_ERROR_OUT_OF_MEMORY, "%s: out of memory", path);
+    return clnorm_fail(ctx, CLNORM_ERROR_BUILD_FAILED, "CLNORM_KERNEL_DIR: cannot read %s: %s",
+                       path, errno ? strerror(errno) : "read failed");
 }
 
 clnorm_status clnorm_kernel_source_read(const clnorm_context *ctx, const char *name, char **text,

@@ -61,28 +61,6 @@ static void set_text(char *dst, size_t size, const char *src)
     snprintf(dst, size, "%s", src);
 }
 
-/* Reads the whole file; NULL when it cannot (missing, unreadable, out of memory). */
-static unsigned char *read_all(const char *path, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    unsigned char *buf = NULL;
-    long len = -1;
-    if (fseek(f, 0, SEEK_END) == 0)
-        len = ftell(f);
-    if (len >= 0 && fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)len + 1)) &&
-        fread(buf, 1, (size_t)len, f) == (size_t)len) {
-        buf[len] = '\0';
-        *size = (size_t)len;
-    } else {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    return buf;
-}
-
 static void hash_hex(const void *data, size_t size, char out[24])
 {
     snprintf(out, 24, "%016llx",
@@ -98,7 +76,7 @@ static int read_manifest(const char *dir, entry **out, size_t *count)
     *count = 0;
     snprintf(path, sizeof path, "%s/" MANIFEST, dir);
     size_t size;
-    char *text = (char *)read_all(path, &size);
+    char *text = (char *)clnorm_file_read(path, &size);
     if (!text)
         return 0;
     entry *list = NULL;
@@ -229,7 +207,7 @@ static unsigned char *entry_binary(const char *dir, const entry *e, size_t *size
         return NULL;
     }
     snprintf(path, sizeof path, "%s/%s", dir, e->binary);
-    unsigned char *bin = read_all(path, size);
+    unsigned char *bin = clnorm_file_read(path, size);
     if (!bin) {
         *why = "binary missing (emitted, not yet built)";
         return NULL;
@@ -457,7 +435,7 @@ static int seal(const char *dir, entry *e)
     char path[4400];
     snprintf(path, sizeof path, "%s/%s", dir, e->binary);
     size_t size;
-    unsigned char *bin = read_all(path, &size);
+    unsigned char *bin = clnorm_file_read(path, &size);
     if (!bin || size == 0) {
         free(bin);
         return 0;
