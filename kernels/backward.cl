@@ -427,6 +427,19 @@ inline float2 slice_sums(__global const float *part, ulong slice, ulong nblk)
     return (float2)(sg, sx);
 }
 
+/* clnorm_backward_sums: each slice's nblk partials summed in order, (sum dy*gw, sum dy*gw*xh)
+ * per slice into sums, where the merged sums of every part come back for bwd_finalize. */
+__kernel void bwd_slice_sums(__global const float *part, ulong nblk, ulong nslices,
+                             __global float *sums)
+{
+    ulong j = get_global_id(0);
+    if (j >= nslices)
+        return;
+    float2 s = slice_sums(part, j, nblk);
+    sums[2 * j] = s.x;
+    sums[2 * j + 1] = s.y;
+}
+
 /*
  * Per-channel kinds (BATCH, INSTANCE, GROUP): work-item j owns channels [j*cpg, (j+1)*cpg)
  * (one channel, or one group of C/G) for every sample n < nsamples (1 for BATCH, whose slices

@@ -385,6 +385,10 @@ __kernel void stats_partial_cols(__global const store_t *x, __global float *part
  * can average the per-sample statistics). A group's partials are `members` consecutive
  * partial columns of nblk blocks each (channels-last GROUP merges its C/G channels here).
  *
+ * moments_in (clnorm_forward_with_moments): the groups' (count, mean, M2) are given, and
+ * part is not read. moments_out (clnorm_moments): (count, mean, M2) of every group is written
+ * there, and nothing else.
+ *
  * Writes: stats = [mean of every group | invstd of every group] for the apply and backward
  * passes (rms, for RMS: mean 0, invstd = 1/rms); save_mean and
  * save_invstd when given; running statistics when update_running; and, for kinds whose
@@ -398,7 +402,8 @@ __kernel void stats_finalize(__global const float *part, __global float *stats, 
                              ulong item_stride, ulong nblk, ulong members, ulong Q, ulong S,
                              ulong qb, ulong sb, ulong sblocks, float eps, float momentum,
                              int update_running, ulong groups_per_sample,
-                             ulong chans_per_group, ulong C, int rms)
+                             ulong chans_per_group, ulong C, int rms,
+                             __global const float *moments_in, __global float *moments_out)
 {
     ulong w = get_global_id(0);
     if (w >= nitems)
@@ -406,25 +411,37 @@ __kernel void stats_finalize(__global const float *part, __global float *stats, 
     float mean_sum = 0.0f, var_sum = 0.0f;
     for (ulong k = 0; k < per_item; ++k) {
         ulong gi = w + k * item_stride;
-        /* Merged relative to the first block's mean: block means of offset data differ from it
-         * by small, exactly computed amounts, so hundreds of merges do not each round at the
-         * offset's scale; the offset is added back once. */
         float n = 0.0f, mean = 0.0f, m2 = 0.0f;
-        float shift = part[2 * gi * members * nblk];
-        for (ulong j = 0; j < members; ++j) {
-            __global const float *col = part + 2 * (gi * members + j) * nblk;
-            /* Blocks in order, b = qbi * sblocks + sbi, counted as block_count() counts them
-             * but without its division per block (the merge of many blocks is this kernel's
-             * whole cost). */
-            ulong b = 0;
-            for (ulong q0 = 0; b < nblk; q0 += qb) {
-                ulong rows = min(Q, q0 + qb) - q0;
-                for (ulong s0 = 0; s0 < S && b < nblk; s0 += sb, ++b)
-                    chan_merge(&n, &mean, &m2, (float)(rows * (min(S, s0 + sb) - s0)),
-                               col[2 * b] - shift, col[2 * b + 1]);
+        if (moments_in) { /* given statistics (clnorm_forward_with_moments) */
+            n = moments_in[3 * gi];
+            mean = moments_in[3 * gi + 1];
+            m2 = moments_in[3 * gi + 2];
+        } else {
+            /* Merged relative to the first block's mean: block means of offset data differ
+             * from it by small, exactly computed amounts, so hundreds of merges do not each
+             * round at the offset's scale; the offset is added back once. */
+            float shift = part[2 * gi * members * nblk];
+            for (ulong j = 0; j < members; ++j) {
+                __global const float *col = part + 2 * (gi * members + j) * nblk;
+                /* Blocks in order, b = qbi * sblocks + sbi, counted as block_count() counts
+                 * them but without its division per block (the merge of many blocks is this
+                 * kernel's whole cost). */
+                ulong b = 0;
+                for (ulong q0 = 0; b < nblk; q0 += qb) {
+                    ulong rows = min(Q, q0 + qb) - q0;
+                    for (ulong s0 = 0; s0 < S && b < nblk; s0 += sb, ++b)
+                        chan_merge(&n, &mean, &m2, (float)(rows * (min(S, s0 + sb) - s0)),
+                                   col[2 * b] - shift, col[2 * b + 1]);
+                }
             }
+            mean += shift;
         }
-        mean += shift;
+        if (moments_out) { /* the moments are the result (clnorm_moments) */
+            moments_out[3 * gi] = n;
+            moments_out[3 * gi + 1] = mean;
+            moments_out[3 * gi + 2] = m2;
+            continue;
+        }
         if (rms) {
             float invstd = rsqrt(m2 / n + mean * mean + eps);
             stats[gi] = 0.0f;

@@ -87,6 +87,7 @@ static clnorm_status backward_kernels(clnorm_plan *plan)
         {"bwd_param_partial", &plan->bwd_param_partial, 1},
         {"bwd_param_finalize", &plan->bwd_param_finalize, 1},
         {"bwd_running_stats", &plan->bwd_running_stats, 1},
+        {"bwd_slice_sums", &plan->bwd_slice_sums, 1},
         {"bwd_rows", &plan->bwd_rows, plan->bwd_rows_per_item != 0},
         {"bwd_rows_param_finalize", &plan->bwd_rows_param_finalize, plan->bwd_rows_per_item != 0},
         {"bwd_slab", &plan->bwd_slab, plan->fused_slab},
@@ -127,7 +128,7 @@ void clnorm_plan_backward_release(clnorm_plan *plan)
                            plan->bwd_param_finalize, plan->bwd_running_stats,
                            plan->bwd_apply,          plan->bwd_rows,
                            plan->bwd_rows_param_finalize, plan->bwd_slab,
-                           plan->bwd_groups};
+                           plan->bwd_groups, plan->bwd_slice_sums};
     for (size_t i = 0; i < sizeof kernels / sizeof kernels[0]; ++i)
         if (kernels[i])
             clReleaseKernel(kernels[i]);
@@ -146,14 +147,20 @@ typedef struct stats_source {
     int own;         /* in plan->stats: the running ones, or recomputed from x */
 } stats_source;
 
+/* Which call checks its buffers: the statistics are recomputed when save_* is absent only in
+ * clnorm_backward; the split calls take them as given. */
+typedef enum backward_call { WHOLE, SUMS, WITH_SUMS } backward_call;
+
 static clnorm_status check_backward(const clnorm_plan *plan, clnorm_mode mode,
-                                    const clnorm_buffers *b, stats_source *src)
+                                    const clnorm_buffers *b, backward_call call,
+                                    stats_source *src)
 {
     const clnorm_context *ctx = plan->ctx;
     const clnorm_desc *d = &plan->desc;
     clnorm_status s;
-    if ((s = clnorm_check_call(plan, mode, b, &src->use_running)))
+    if ((s = clnorm_check_call(plan, mode, b, call != WHOLE, &src->use_running)))
         return s;
+    src->use_running = b->running_mean && mode == CLNORM_INFERENCE;
     size_t bytes = plan->elements * clnorm_dtype_size(d->dtype);
     size_t params = clnorm_param_bytes(d);
     size_t stats = plan->stats_count * sizeof(float);
@@ -164,17 +171,23 @@ static clnorm_status check_backward(const clnorm_plan *plan, clnorm_mode mode,
                            "bufs.%s: required when bufs.%s is given (both or neither)",
                            b->save_mean ? "save_invstd" : "save_mean",
                            b->save_mean ? "save_mean" : "save_invstd");
+    if (call != WHOLE && !src->use_running && !b->save_invstd)
+        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT,
+                           "bufs.save_invstd: required%s: the statistics forward normalized "
+                           "with (or, in CLNORM_INFERENCE, running statistics)",
+                           rms ? "" : " with bufs.save_mean");
     /* Statistics: the running ones as constants, else save_* when given (RMS has no mean). */
     int R = CLNORM_READS, W = CLNORM_WRITES;
+    int out = call == SUMS ? 0 : W; /* the sums call writes none of the outputs */
     int saved = src->use_running ? 0 : R;
     size_t running = d->c * sizeof(float);
     clnorm_role roles[] = {
         {"bufs.x", b->x, bytes, data, R, NULL},
         {"bufs.dy", b->dy, bytes, data, R, NULL},
-        {"bufs.dx", b->dx, bytes, 0, W, "bufs.dy"},
+        {"bufs.dx", b->dx, bytes, 0, out, "bufs.dy"},
         {"bufs.gamma", b->gamma, params, 0, R, NULL},
-        {"bufs.dgamma", b->dgamma, params, 0, W, NULL},
-        {"bufs.dbeta", b->dbeta, params, 0, W, NULL},
+        {"bufs.dgamma", b->dgamma, params, 0, out, NULL},
+        {"bufs.dbeta", b->dbeta, params, 0, out, NULL},
         {"bufs.running_mean", b->running_mean, running, 0, src->use_running ? R : 0, NULL},
         {"bufs.running_var", b->running_var, running, 0, src->use_running ? R : 0, NULL},
         {"bufs.save_mean", b->save_mean, stats, 0, rms ? 0 : saved, NULL}, /* RMS: unused */
@@ -197,10 +210,17 @@ static clnorm_status check_backward(const clnorm_plan *plan, clnorm_mode mode,
 
 static clnorm_status enqueue_finalize(clnorm_plan *plan, clnorm_chain *chain,
                                       const clnorm_buffers *b, const stats_source *src,
-                                      cl_ulong nblk);
+                                      cl_mem part, cl_ulong nblk, float count);
 
-static clnorm_status enqueue_sums(clnorm_plan *plan, clnorm_chain *chain,
-                                  const clnorm_buffers *b, const stats_source *src)
+/* The group's own element count, for the finalize of sums over this plan's elements alone. */
+static float own_count(const clnorm_plan *plan)
+{
+    return (float)(plan->elements / plan->stats_count);
+}
+
+/* Partial sums per block of every slice, into plan->bwd_partials. */
+static clnorm_status enqueue_partials(clnorm_plan *plan, clnorm_chain *chain,
+                                      const clnorm_buffers *b, const stats_source *src)
 {
     const clnorm_context *ctx = plan->ctx;
     const clnorm_view *v = &plan->bwd_view;
@@ -231,8 +251,16 @@ static clnorm_status enqueue_sums(clnorm_plan *plan, clnorm_chain *chain,
                                    bl->wg ? bl->wg : plan->local_size)))
             return s;
     }
+    return CLNORM_SUCCESS;
+}
 
-    return enqueue_finalize(plan, chain, b, src, bl->nblk);
+static clnorm_status enqueue_sums(clnorm_plan *plan, clnorm_chain *chain,
+                                  const clnorm_buffers *b, const stats_source *src)
+{
+    clnorm_status s = enqueue_partials(plan, chain, b, src);
+    return s ? s
+             : enqueue_finalize(plan, chain, b, src, plan->bwd_partials, plan->bwd_blocking.nblk,
+                                own_count(plan));
 }
 
 /* Channels-last INSTANCE and GROUP samples in cache: sums and dx in one pass per sample, then
@@ -253,7 +281,9 @@ static clnorm_status enqueue_slab(clnorm_plan *plan, clnorm_chain *chain,
     if ((s = clnorm_set_args(plan->ctx, plan->bwd_slab, "bwd_slab", args, 16)) ||
         (s = clnorm_chain_step(chain, plan->bwd_slab, "bwd_slab", P, plan->fused_local)))
         return s;
-    return b->dgamma || b->dbeta ? enqueue_finalize(plan, chain, b, src, 1) : CLNORM_SUCCESS;
+    return b->dgamma || b->dbeta
+               ? enqueue_finalize(plan, chain, b, src, plan->bwd_partials, 1, own_count(plan))
+               : CLNORM_SUCCESS;
 }
 
 /* Channels-first INSTANCE and GROUP groups in cache: sums and dx in one pass per group, then
@@ -274,13 +304,16 @@ static clnorm_status enqueue_groups(clnorm_plan *plan, clnorm_chain *chain,
         (s = clnorm_chain_step(chain, plan->bwd_groups, "bwd_groups", G,
                                plan->bwd_groups_local)))
         return s;
-    return b->dgamma || b->dbeta ? enqueue_finalize(plan, chain, b, src, 1) : CLNORM_SUCCESS;
+    return b->dgamma || b->dbeta
+               ? enqueue_finalize(plan, chain, b, src, plan->bwd_partials, 1, own_count(plan))
+               : CLNORM_SUCCESS;
 }
 
-/* dgamma, dbeta and the coefficients of dx from the slices' nblk partials each. */
+/* dgamma, dbeta and the coefficients of dx from the slices' nblk partials each in part, with
+ * count elements per statistics group. */
 static clnorm_status enqueue_finalize(clnorm_plan *plan, clnorm_chain *chain,
                                       const clnorm_buffers *b, const stats_source *src,
-                                      cl_ulong nblk)
+                                      cl_mem part, cl_ulong nblk, float count)
 {
     const clnorm_desc *d = &plan->desc;
     cl_ulong T = plan->coef_size, C = d->c;
@@ -288,9 +321,8 @@ static clnorm_status enqueue_finalize(clnorm_plan *plan, clnorm_chain *chain,
     cl_ulong nitems = per_sample(d) ? d->n : d->c / cpg;
     cl_ulong nsamples = d->kind == CLNORM_BATCH ? 1 : d->n;
     cl_ulong tstride = d->kind == CLNORM_BATCH ? 0 : d->c;
-    float count = (float)(plan->elements / plan->stats_count);
     cl_int constant_stats = src->use_running;
-    clnorm_karg args[] = {KARG(plan->bwd_partials), KARG(nblk),      KARG(src->mean),
+    clnorm_karg args[] = {KARG(part),               KARG(nblk),      KARG(src->mean),
                           KARG(src->moff),          KARG(src->invstd), KARG(src->ioff),
                           KARG(b->gamma),           KARG(plan->coef), KARG(T),
                           KARG(b->dgamma),          KARG(b->dbeta),  KARG(nitems),
@@ -388,15 +420,45 @@ static clnorm_status enqueue_dx(clnorm_plan *plan, clnorm_chain *chain, const cl
     return clnorm_chain_step(chain, plan->bwd_apply, "bwd_apply", work, plan->apply_local);
 }
 
+/* Backward is floating-point, with y stored as x: dy and dx take x's storage. */
+static clnorm_status check_storage(const clnorm_plan *plan)
+{
+    if (clnorm_dtype_is_integer(plan->desc.dtype))
+        return clnorm_fail(plan->ctx, CLNORM_ERROR_UNSUPPORTED,
+                           "desc.dtype: integer storage (%s) is for forward only; backward takes "
+                           "f32, f16 or bf16",
+                           plan->desc.dtype == CLNORM_U8 ? "u8" : "u16");
+    if (plan->desc.y_dtype != CLNORM_Y_AS_X)
+        return clnorm_fail(plan->ctx, CLNORM_ERROR_UNSUPPORTED,
+                           "desc.y_dtype: backward takes plans whose y is stored as x (dy and dx "
+                           "are in x's storage); this plan's y_dtype is %d",
+                           (int)plan->desc.y_dtype);
+    return CLNORM_SUCCESS;
+}
+
+/* Scratch for a call on plan k (the plan itself, or its zero_batch), and the statistics in
+ * k's own buffer when they are not save_*: the running ones, or recomputed from x. */
+static clnorm_status prepare(clnorm_plan *k, clnorm_chain *chain, const clnorm_buffers *b,
+                             stats_source *src)
+{
+    clnorm_status s;
+    if (src->own && (s = clnorm_plan_forward_scratch(k)))
+        return s;
+    if ((s = clnorm_plan_backward_scratch(k)))
+        return s;
+    if (!src->own)
+        return CLNORM_SUCCESS;
+    src->invstd = k->stats;
+    src->mean = k->desc.kind == CLNORM_RMS ? NULL : k->stats;
+    return src->use_running ? enqueue_running_stats(k, chain, b)
+                            : clnorm_forward_statistics(k, chain, b->x);
+}
+
 /* The statistics (from running ones, or recomputed when save_* is absent), then the passes. */
 static clnorm_status enqueue_backward(clnorm_plan *plan, clnorm_chain *chain,
-                                      const clnorm_buffers *b, const stats_source *src)
+                                      const clnorm_buffers *b, stats_source *src)
 {
-    clnorm_status s = CLNORM_SUCCESS;
-    if (src->use_running)
-        s = enqueue_running_stats(plan, chain, b);
-    else if (src->own)
-        s = clnorm_forward_statistics(plan, chain, b->x);
+    clnorm_status s = prepare(plan, chain, b, src);
     if (s)
         return s;
     if (plan->bwd_rows_per_item)
@@ -417,21 +479,10 @@ clnorm_status clnorm_backward(clnorm_plan *plan, clnorm_mode mode, const clnorm_
                               cl_uint num_wait, const cl_event *wait, cl_event *done)
 {
     clnorm_status s = clnorm_call_begin(plan, num_wait, wait, done);
-    if (s)
+    if (s || (s = check_storage(plan)))
         return s;
-    if (clnorm_dtype_is_integer(plan->desc.dtype))
-        return clnorm_fail(plan->ctx, CLNORM_ERROR_UNSUPPORTED,
-                           "desc.dtype: integer storage (%s) is for forward only; backward takes "
-                           "f32, f16 or bf16",
-                           plan->desc.dtype == CLNORM_U8 ? "u8" : "u16");
-    if (plan->desc.y_dtype != CLNORM_Y_AS_X)
-        return clnorm_fail(plan->ctx, CLNORM_ERROR_UNSUPPORTED,
-                           "desc.y_dtype: backward takes plans whose y is stored as x (dy and dx "
-                           "are in x's storage); this plan's y_dtype is %d",
-                           (int)plan->desc.y_dtype);
     stats_source src = {0};
-    s = check_backward(plan, mode, bufs, &src);
-    if (s)
+    if ((s = check_backward(plan, mode, bufs, WHOLE, &src)))
         return s;
 
     clnorm_chain chain;
@@ -442,16 +493,111 @@ clnorm_status clnorm_backward(clnorm_plan *plan, clnorm_mode mode, const clnorm_
         return s;
     }
     clnorm_chain_begin(&chain, plan, num_wait, wait);
-    if (work) {
-        if (src.own)
-            s = clnorm_plan_forward_scratch(plan);
-        if (!s && !(s = clnorm_plan_backward_scratch(plan))) {
-            if (src.own) {
-                src.invstd = plan->stats;
-                src.mean = plan->desc.kind == CLNORM_RMS ? NULL : plan->stats;
-            }
-            s = enqueue_backward(plan, &chain, bufs, &src);
+    if (work)
+        s = enqueue_backward(plan, &chain, bufs, &src);
+    s = clnorm_chain_end(&chain, s, done);
+    pthread_mutex_unlock(&plan->lock);
+    return s;
+}
+
+/* ---- the split backward: sums out, merged sums in ------------------------------------- */
+
+clnorm_status clnorm_backward_check(clnorm_plan *plan, clnorm_mode mode,
+                                    const clnorm_buffers *bufs, int given)
+{
+    clnorm_status s = clnorm_call_begin(plan, 0, NULL, NULL);
+    stats_source src = {0};
+    if (s || (s = check_storage(plan)))
+        return s;
+    return check_backward(plan, mode, bufs, given ? WITH_SUMS : WHOLE, &src);
+}
+
+static clnorm_status check_sums(const clnorm_plan *plan, cl_mem sums, int access)
+{
+    clnorm_role role = {"sums", sums,
+                        clnorm_plan_sums_count(plan) * CLNORM_SUMS_FLOATS * sizeof(float), 1,
+                        access, NULL};
+    return clnorm_roles_check(plan->ctx, &role, 1);
+}
+
+clnorm_status clnorm_backward_sums(clnorm_plan *plan, clnorm_mode mode,
+                                   const clnorm_buffers *bufs, cl_mem sums, cl_uint num_wait,
+                                   const cl_event *wait, cl_event *done)
+{
+    clnorm_status s = clnorm_call_begin(plan, num_wait, wait, done);
+    stats_source src = {0};
+    if (s || (s = check_storage(plan)) || (s = check_backward(plan, mode, bufs, SUMS, &src)) ||
+        (s = check_sums(plan, sums, CLNORM_WRITES)))
+        return s;
+    size_t bytes = clnorm_plan_sums_count(plan) * CLNORM_SUMS_FLOATS * sizeof(float);
+    clnorm_chain chain;
+    pthread_mutex_lock(&plan->lock);
+    if (plan->elements > 0 && (s = backward_kernels(plan))) {
+        pthread_mutex_unlock(&plan->lock);
+        return s;
+    }
+    clnorm_chain_begin(&chain, plan, num_wait, wait);
+    if (plan->elements > 0) {
+        if (!(s = prepare(plan, &chain, bufs, &src)) &&
+            !(s = enqueue_partials(plan, &chain, bufs, &src))) {
+            const clnorm_view *v = &plan->bwd_view;
+            cl_ulong nblk = plan->bwd_blocking.nblk, nslices = v->P * v->R;
+            clnorm_karg args[] = {KARG(plan->bwd_partials), KARG(nblk), KARG(nslices),
+                                  KARG(sums)};
+            if (!(s = clnorm_set_args(plan->ctx, plan->bwd_slice_sums, "bwd_slice_sums", args,
+                                      4)))
+                s = clnorm_chain_step(&chain, plan->bwd_slice_sums, "bwd_slice_sums", nslices,
+                                      plan->local_size);
         }
+    } else if (bytes) { /* BATCH with n = 0: C slices of nothing */
+        s = clnorm_chain_fill_zero(&chain, sums, bytes, "sums");
+    }
+    s = clnorm_chain_end(&chain, s, done);
+    pthread_mutex_unlock(&plan->lock);
+    return s;
+}
+
+clnorm_status clnorm_backward_with_sums(clnorm_plan *plan, clnorm_mode mode, cl_mem sums,
+                                        size_t count, const clnorm_buffers *bufs,
+                                        cl_uint num_wait, const cl_event *wait, cl_event *done)
+{
+    clnorm_status s = clnorm_call_begin(plan, num_wait, wait, done);
+    stats_source src = {0};
+    if (s || (s = check_storage(plan)) ||
+        (s = check_backward(plan, mode, bufs, WITH_SUMS, &src)) ||
+        (s = check_sums(plan, sums, CLNORM_READS)))
+        return s;
+    size_t own = plan->stats_count ? plan->elements / plan->stats_count : 0;
+    if (count < own || count == 0)
+        return clnorm_fail(plan->ctx, CLNORM_ERROR_INVALID_ARGUMENT,
+                           "count: %zu elements per statistics group over every part, fewer than "
+                           "this plan's own %zu%s",
+                           count, own, own ? "" : " (and never 0)");
+    const clnorm_desc *d = &plan->desc;
+    int params = bufs->dgamma || bufs->dbeta;
+    /* n = 0: only BATCH has anything to write (dgamma and dbeta, the merged sums) */
+    int per_channel = plan->elements == 0 && d->kind == CLNORM_BATCH && params;
+    int work = plan->elements > 0 && (bufs->dx || params);
+    clnorm_chain chain;
+    pthread_mutex_lock(&plan->lock);
+    clnorm_plan *k = plan; /* whose kernels and scratch run the passes */
+    if (per_channel)
+        s = clnorm_plan_zero_batch(plan, &k);
+    if (!s && (work || per_channel))
+        s = backward_kernels(k);
+    if (s) {
+        pthread_mutex_unlock(&plan->lock);
+        return s;
+    }
+    clnorm_chain_begin(&chain, plan, num_wait, wait);
+    if ((work || per_channel) && !(s = prepare(k, &chain, bufs, &src))) {
+        int rows = per_sample(d);
+        if (bufs->dx || !rows)
+            s = enqueue_finalize(k, &chain, bufs, &src, sums, 1, (float)count);
+        if (!s && rows && params && work)
+            s = enqueue_param_sums(plan, &chain, bufs, &src);
+        if (!s && bufs->dx && work)
+            s = enqueue_dx(plan, &chain, bufs);
     }
     s = clnorm_chain_end(&chain, s, done);
     pthread_mutex_unlock(&plan->lock);

@@ -209,11 +209,12 @@ static cl_event newest(const clnorm_chain *chain)
     return chain->steps ? chain->record->events[chain->record->count - 1] : NULL;
 }
 
-clnorm_status clnorm_chain_step(clnorm_chain *chain, cl_kernel kernel, const char *name,
-                                size_t global, size_t local)
+/* Room for the call's next command, and the events it waits on: the record's first entries
+ * for the first command, the one before for each later one. */
+static clnorm_status next_command(clnorm_chain *chain, const char *name, const cl_event **list,
+                                  cl_uint *count)
 {
-    clnorm_plan *plan = chain->plan;
-    clnorm_context *ctx = plan->ctx;
+    clnorm_context *ctx = chain->plan->ctx;
     if (chain->steps == CLNORM_CHAIN_MAX)
         return clnorm_fail(ctx, CLNORM_ERROR_UNSUPPORTED, "%s: more than %d commands in one call",
                            name, CLNORM_CHAIN_MAX);
@@ -221,9 +222,41 @@ clnorm_status clnorm_chain_step(clnorm_chain *chain, cl_kernel kernel, const cha
     if (!chain->record && (status = record_begin(chain)))
         return status;
     clnorm_held *h = chain->record;
-    /* The first command waits on the record's first entries, each later one on the one before. */
-    const cl_event *list = chain->steps ? &h->events[h->count - 1] : h->events;
-    cl_uint count = chain->steps ? 1 : chain->first;
+    *list = chain->steps ? &h->events[h->count - 1] : h->events;
+    *count = chain->steps ? 1 : chain->first;
+    return CLNORM_SUCCESS;
+}
+
+clnorm_status clnorm_chain_fill_zero(clnorm_chain *chain, cl_mem mem, size_t bytes,
+                                     const char *name)
+{
+    const cl_event *list = NULL;
+    cl_uint count = 0;
+    clnorm_status status = next_command(chain, name, &list, &count);
+    if (status)
+        return status;
+    const cl_float zero = 0.0f;
+    cl_event event = NULL;
+    cl_int err = clEnqueueFillBuffer(chain->plan->ctx->queue, mem, &zero, sizeof zero, 0, bytes,
+                                     count, list, &event);
+    if (err != CL_SUCCESS)
+        return clnorm_fail_cl(chain->plan->ctx, err, "clEnqueueFillBuffer", name);
+    chain->record->events[chain->record->count++] = event;
+    chain->steps++;
+    return CLNORM_SUCCESS;
+}
+
+clnorm_status clnorm_chain_step(clnorm_chain *chain, cl_kernel kernel, const char *name,
+                                size_t global, size_t local)
+{
+    clnorm_plan *plan = chain->plan;
+    clnorm_context *ctx = plan->ctx;
+    const cl_event *list = NULL;
+    cl_uint count = 0;
+    clnorm_status status = next_command(chain, name, &list, &count);
+    if (status)
+        return status;
+    clnorm_held *h = chain->record;
     /* A kernel may allow fewer work-items per group than the device does; the work-group
      * kernels' CLNORM_WG is chosen to fit theirs (clnorm_plan_create), so theirs never shrinks. */
     if (local > 1) {

@@ -248,3 +248,9 @@ const char *clnorm_cl_error_name(cl_int err)
     }
     return "CL_UNKNOWN_ERROR";
 }
+
+clnorm_status clnorm_context_set_error(const clnorm_context *ctx, clnorm_status status,
+                                       const char *message)
+{
+    return clnorm_fail(ctx, status, "%s", message ? message : "");
+}

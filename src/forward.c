@@ -4,12 +4,14 @@
  */
 #include "internal.h"
 
+/* given: the statistics come with the call (clnorm_forward_with_moments), never from the
+ * running ones, which only TRAINING touches, to update them. */
 static clnorm_status check_forward(const clnorm_plan *plan, clnorm_mode mode,
-                                   const clnorm_buffers *b, int *use_running)
+                                   const clnorm_buffers *b, int given, int *use_running)
 {
     const clnorm_desc *d = &plan->desc;
     clnorm_status s;
-    if ((s = clnorm_check_call(plan, mode, b, use_running)))
+    if ((s = clnorm_check_call(plan, mode, b, given, use_running)))
         return s;
     size_t bytes = plan->elements * clnorm_dtype_size(d->dtype);
     size_t ybytes = plan->elements * clnorm_dtype_size(clnorm_y_storage(d));
@@ -36,9 +38,11 @@ static clnorm_status check_forward(const clnorm_plan *plan, clnorm_mode mode,
 }
 
 /* The merge of the partials, cut in blocks of qb x sb, nblk per group (sblocks per segment). */
+/* moments_in: the groups' moments are given instead; moments_out: they are the result. */
 static clnorm_status enqueue_finalize(clnorm_plan *plan, clnorm_chain *chain, clnorm_mode mode,
                                       const clnorm_buffers *b, cl_ulong nblk, cl_ulong qb,
-                                      cl_ulong sb, cl_ulong sblocks)
+                                      cl_ulong sb, cl_ulong sblocks, cl_mem moments_in,
+                                      cl_mem moments_out)
 {
     const clnorm_context *ctx = plan->ctx;
     const clnorm_desc *d = &plan->desc;
@@ -83,16 +87,20 @@ static clnorm_status enqueue_finalize(clnorm_plan *plan, clnorm_chain *chain, cl
                           KARG(groups_per_sample),
                           KARG(chans_per_group),
                           KARG(C),
-                          KARG(rms)};
+                          KARG(rms),
+                          KARG(moments_in),
+                          KARG(moments_out)};
     if ((s = clnorm_set_args(ctx, plan->finalize, "stats_finalize", args,
                              sizeof args / sizeof args[0])))
         return s;
     return clnorm_chain_step(chain, plan->finalize, "stats_finalize", nitems, plan->local_size);
 }
 
-/* Partials and merge: writes plan->stats and plan->table, save_* and running statistics. */
+/* Partials and merge: writes plan->stats and plan->table, save_* and running statistics; or,
+ * with moments_out, the moments alone. */
 static clnorm_status enqueue_statistics(clnorm_plan *plan, clnorm_chain *chain,
-                                        clnorm_mode mode, const clnorm_buffers *b)
+                                        clnorm_mode mode, const clnorm_buffers *b,
+                                        cl_mem moments_out)
 {
     const clnorm_context *ctx = plan->ctx;
     const clnorm_view *v = &plan->view;
@@ -117,7 +125,8 @@ static clnorm_status enqueue_statistics(clnorm_plan *plan, clnorm_chain *chain,
                                    bl->wg ? bl->wg : plan->local_size)))
             return s;
     }
-    return enqueue_finalize(plan, chain, mode, b, bl->nblk, bl->qb, bl->sb, bl->sblocks);
+    return enqueue_finalize(plan, chain, mode, b, bl->nblk, bl->qb, bl->sb, bl->sblocks, NULL,
+                            moments_out);
 }
 
 /* Problems whose groups fit in cache: statistics and y in one kernel, and the merge only when
@@ -155,7 +164,7 @@ static clnorm_status enqueue_fused(clnorm_plan *plan, clnorm_chain *chain, clnor
     if (s || (s = clnorm_chain_step(chain, plan->fused, name, items, plan->fused_local)))
         return s;
     if (b->running_mean && mode == CLNORM_TRAINING)
-        return enqueue_finalize(plan, chain, mode, b, 1, Q, S, 1);
+        return enqueue_finalize(plan, chain, mode, b, 1, Q, S, 1, NULL, NULL);
     return CLNORM_SUCCESS;
 }
 
@@ -201,7 +210,7 @@ clnorm_status clnorm_forward(clnorm_plan *plan, clnorm_mode mode, const clnorm_b
     if (s)
         return s;
     int use_running = 0;
-    s = check_forward(plan, mode, bufs, &use_running);
+    s = check_forward(plan, mode, bufs, 0, &use_running);
     if (s)
         return s;
 
@@ -213,7 +222,7 @@ clnorm_status clnorm_forward(clnorm_plan *plan, clnorm_mode mode, const clnorm_b
             s = enqueue_fused(plan, &chain, mode, bufs);
         } else {
             s = use_running ? enqueue_running_table(plan, &chain, bufs)
-                            : enqueue_statistics(plan, &chain, mode, bufs);
+                            : enqueue_statistics(plan, &chain, mode, bufs, NULL);
             if (!s)
                 s = enqueue_apply(plan, &chain, bufs, use_running);
         }
@@ -227,5 +236,89 @@ clnorm_status clnorm_forward_statistics(clnorm_plan *plan, clnorm_chain *chain, 
 {
     clnorm_buffers b = {0};
     b.x = x;
-    return enqueue_statistics(plan, chain, CLNORM_TRAINING, &b);
+    return enqueue_statistics(plan, chain, CLNORM_TRAINING, &b, NULL);
+}
+
+/* ---- statistics as a result ------------------------------------------------------------ */
+
+clnorm_status clnorm_forward_check(clnorm_plan *plan, clnorm_mode mode,
+                                   const clnorm_buffers *bufs, int given)
+{
+    clnorm_status s = clnorm_call_begin(plan, 0, NULL, NULL);
+    int use_running = 0;
+    return s ? s : check_forward(plan, mode, bufs, given != 0, &use_running);
+}
+
+static clnorm_status check_moments(const clnorm_plan *plan, cl_mem moments, int access)
+{
+    clnorm_role role = {"moments", moments,
+                        plan->stats_count * CLNORM_MOMENTS_FLOATS * sizeof(float), 1, access,
+                        NULL};
+    return clnorm_roles_check(plan->ctx, &role, 1);
+}
+
+clnorm_status clnorm_moments(clnorm_plan *plan, cl_mem x, cl_mem moments, cl_uint num_wait,
+                             const cl_event *wait, cl_event *done)
+{
+    clnorm_status s = clnorm_call_begin(plan, num_wait, wait, done);
+    if (s)
+        return s;
+    size_t bytes = plan->elements * clnorm_dtype_size(plan->desc.dtype);
+    size_t mbytes = plan->stats_count * CLNORM_MOMENTS_FLOATS * sizeof(float);
+    clnorm_role roles[] = {
+        {"x", x, bytes, plan->elements > 0, CLNORM_READS, NULL},
+        {"moments", moments, mbytes, 1, CLNORM_WRITES, NULL},
+    };
+    if ((s = clnorm_roles_check(plan->ctx, roles, 2)))
+        return s;
+    clnorm_buffers b = {0};
+    b.x = x;
+    clnorm_chain chain;
+    pthread_mutex_lock(&plan->lock);
+    clnorm_chain_begin(&chain, plan, num_wait, wait);
+    if (plan->elements > 0) {
+        if (!(s = clnorm_plan_forward_scratch(plan)))
+            s = enqueue_statistics(plan, &chain, CLNORM_TRAINING, &b, moments);
+    } else if (mbytes) { /* BATCH with n = 0: C groups of nothing */
+        s = clnorm_chain_fill_zero(&chain, moments, mbytes, "moments");
+    }
+    s = clnorm_chain_end(&chain, s, done);
+    pthread_mutex_unlock(&plan->lock);
+    return s;
+}
+
+clnorm_status clnorm_forward_with_moments(clnorm_plan *plan, clnorm_mode mode, cl_mem moments,
+                                          const clnorm_buffers *bufs, cl_uint num_wait,
+                                          const cl_event *wait, cl_event *done)
+{
+    clnorm_status s = clnorm_call_begin(plan, num_wait, wait, done);
+    if (s)
+        return s;
+    int use_running = 0;
+    if ((s = check_forward(plan, mode, bufs, 1, &use_running)) ||
+        (s = check_moments(plan, moments, CLNORM_READS)))
+        return s;
+    const clnorm_desc *d = &plan->desc;
+    int update = mode == CLNORM_TRAINING && bufs->running_mean;
+    /* n = 0: only BATCH has anything to write (save_* and running statistics per channel) */
+    int per_channel = plan->elements == 0 && d->kind == CLNORM_BATCH &&
+                      (update || bufs->save_mean || bufs->save_invstd);
+    clnorm_chain chain;
+    pthread_mutex_lock(&plan->lock);
+    clnorm_plan *k = plan; /* whose kernels and scratch run the passes */
+    if (per_channel)
+        s = clnorm_plan_zero_batch(plan, &k);
+    if (!s)
+        clnorm_chain_begin(&chain, plan, num_wait, wait);
+    else
+        chain.plan = NULL;
+    if (!s && (plan->elements > 0 || per_channel) && !(s = clnorm_plan_forward_scratch(k))) {
+        s = enqueue_finalize(k, &chain, mode, bufs, 1, 1, 1, 1, moments, NULL);
+        if (!s && plan->elements > 0)
+            s = enqueue_apply(plan, &chain, bufs, 0);
+    }
+    if (chain.plan)
+        s = clnorm_chain_end(&chain, s, done);
+    pthread_mutex_unlock(&plan->lock);
+    return s;
 }

@@ -244,7 +244,12 @@ struct clnorm_plan {
      * statistics group, bwd_groups_local work-items per work-group; NULL otherwise. */
     cl_kernel bwd_groups;
     size_t bwd_groups_local;
+    cl_kernel bwd_slice_sums; /* clnorm_backward_sums: each slice's partials summed */
     cl_mem bwd_row_partials;
+    /* BATCH with n = 0 has no program of its own; the with_* calls that write per-channel
+     * results (save_*, running statistics, dgamma, dbeta) run this plan's kernels (the same
+     * descriptor with n = d = 1), made by their first call. */
+    struct clnorm_plan *zero_batch;
     pthread_mutex_t lock;          /* kernel arguments, scratch and last event */
     cl_event last;                 /* last command of the previous call (out-of-order queues) */
 };
@@ -308,8 +313,12 @@ size_t clnorm_param_bytes(const clnorm_desc *desc);
 /* What forward and backward check alike: the mode, bufs, running statistics (allowed for the
  * kind, both or neither), and no own statistics over single elements. Sets *use_running:
  * INFERENCE with running statistics. The buffers themselves: clnorm_roles_check. */
+/* given: the statistics come with the call (moments or sums), so running ones are never
+ * the statistics, and a group of one element is no error. */
 clnorm_status clnorm_check_call(const clnorm_plan *plan, clnorm_mode mode,
-                                const clnorm_buffers *b, int *use_running);
+                                const clnorm_buffers *b, int given, int *use_running);
+/* plan->zero_batch, made when missing (plan lock held). */
+clnorm_status clnorm_plan_zero_batch(clnorm_plan *plan, clnorm_plan **out);
 
 /* One buffer a call is handed (buffers.c). */
 enum { CLNORM_READS = 1, CLNORM_WRITES = 2 }; /* access: 0 for a role this call never touches */
@@ -353,6 +362,9 @@ size_t clnorm_kernel_max_local(const clnorm_context *ctx, cl_kernel kernel);
  * halves, to what the kernel allows). */
 clnorm_status clnorm_chain_step(clnorm_chain *chain, cl_kernel kernel, const char *name,
                                 size_t global, size_t local);
+/* Enqueues a fill of the first bytes of mem with zeros (a multiple of 4), in the chain. */
+clnorm_status clnorm_chain_fill_zero(clnorm_chain *chain, cl_mem mem, size_t bytes,
+                                     const char *name);
 /* Opens the gate on success, or terminates the enqueued commands on failure; hands the last
  * command's event to *done (a marker when there was none) on success. The call's events stay
  * held on the context until they and the caller's events have all resolved. */

@@ -596,6 +596,7 @@ void clnorm_plan_release(clnorm_plan *plan)
         if (mems[i])
             clReleaseMemObject(mems[i]);
     clnorm_plan_backward_release(plan);
+    clnorm_plan_release(plan->zero_batch);
     if (plan->last)
         clReleaseEvent(plan->last);
     pthread_mutex_destroy(&plan->lock);
@@ -605,6 +606,36 @@ void clnorm_plan_release(clnorm_plan *plan)
 
 size_t clnorm_plan_stats_count(const clnorm_plan *plan) { return plan ? plan->stats_count : 0; }
 
+size_t clnorm_plan_sums_count(const clnorm_plan *plan)
+{
+    if (!plan)
+        return 0;
+    const clnorm_desc *d = &plan->desc;
+    switch (d->kind) {
+    case CLNORM_BATCH: return d->c;
+    case CLNORM_LAYER:
+    case CLNORM_RMS: return d->n;
+    default: return d->n * d->c;
+    }
+}
+
+const clnorm_desc *clnorm_plan_desc(const clnorm_plan *plan) { return plan ? &plan->desc : NULL; }
+
+clnorm_context *clnorm_plan_context(const clnorm_plan *plan) { return plan ? plan->ctx : NULL; }
+
+clnorm_status clnorm_plan_zero_batch(clnorm_plan *plan, clnorm_plan **out)
+{
+    if (!plan->zero_batch) {
+        clnorm_desc d = plan->desc;
+        d.n = 1; /* d kept: the program is then the one the other parts' plans use */
+        clnorm_status s = plan_make(plan->ctx, &d, 1, &plan->zero_batch);
+        if (s)
+            return s;
+    }
+    *out = plan->zero_batch;
+    return CLNORM_SUCCESS;
+}
+
 size_t clnorm_param_bytes(const clnorm_desc *d)
 {
     int per_sample = d->kind == CLNORM_LAYER || d->kind == CLNORM_RMS;
@@ -612,7 +643,7 @@ size_t clnorm_param_bytes(const clnorm_desc *d)
 }
 
 clnorm_status clnorm_check_call(const clnorm_plan *plan, clnorm_mode mode,
-                                const clnorm_buffers *b, int *use_running)
+                                const clnorm_buffers *b, int given, int *use_running)
 {
     const clnorm_context *ctx = plan->ctx;
     const clnorm_desc *d = &plan->desc;
@@ -632,8 +663,8 @@ clnorm_status clnorm_check_call(const clnorm_plan *plan, clnorm_mode mode,
                            "bufs.%s: required when bufs.%s is given",
                            b->running_mean ? "running_var" : "running_mean",
                            b->running_mean ? "running_mean" : "running_var");
-    *use_running = b->running_mean && mode == CLNORM_INFERENCE;
-    if (!*use_running && plan->elements > 0) {
+    *use_running = !given && b->running_mean && mode == CLNORM_INFERENCE;
+    if (!given && !*use_running && plan->elements > 0) {
         /* Own statistics over a single element have no variance (PyTorch refuses too). */
         if (d->kind == CLNORM_BATCH && d->n * d->d == 1)
             return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT,

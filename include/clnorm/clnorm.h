@@ -217,6 +217,104 @@ CLNORM_API clnorm_status clnorm_backward(clnorm_plan *plan, clnorm_mode mode,
                                          const cl_event *wait, cl_event *done);
 
 /*
+ * Statistics as a result (since 0.3): the pieces of a normalization whose batch is split
+ * between devices, processes (clnorm_mpi, or a framework's own collectives) or tiles of a
+ * tensor larger than one buffer. Each call follows clnorm_forward's rules: asynchronous,
+ * validated before anything is enqueued, nothing written on an error, wait / done as there.
+ *
+ * Moments: per statistics group (clnorm_plan_stats_count, in save_mean's order), three floats
+ * (count, mean, M2), M2 the sum of squared deviations from the mean, computed by the same
+ * blocked two-pass kernels as forward's statistics. A plan with n = 0 gives count 0.
+ *
+ *   clnorm_moments(plan, x, moments)   moments of x: CLNORM_MOMENTS_FLOATS floats per group
+ *   clnorm_moments_merge               on the host: k sets merged in the given order
+ *   clnorm_forward_with_moments        forward normalizing with the given (merged) moments
+ *
+ * Backward splits the same way. Sums: per slice, two floats (sum dy*w, sum dy*w*xhat), where
+ * xhat = (x - mean)*invstd and a slice is a channel (BATCH), a (sample, channel) pair
+ * (INSTANCE, GROUP: [n][c]) or a sample (LAYER, RMS, with w = gamma per element; otherwise w =
+ * 1): clnorm_plan_sums_count slices.
+ *
+ *   clnorm_backward_sums(plan, bufs, sums)   needs x, dy, gamma (LAYER, RMS), and the
+ *       statistics forward normalized with: save_mean and save_invstd (save_invstd for RMS),
+ *       or in CLNORM_INFERENCE the running statistics
+ *   clnorm_sums_merge                        on the host: k sets added in the given order
+ *   clnorm_backward_with_sums(plan, sums, count, bufs)   dx, dgamma, dbeta from the merged
+ *       sums, count the elements per statistics group over every part. For BATCH, INSTANCE
+ *       and GROUP, dgamma and dbeta come from the sums (BATCH: the merged sums themselves);
+ *       for LAYER and RMS, whose parameters are per element, they are this part's own sums.
+ *
+ * Results are the same bits whenever the same inputs meet in the same order. A part with n = 0
+ * still takes part: its moments and sums are zero, and with BATCH the with_* calls still write
+ * save_*, running statistics, dgamma and dbeta (the first such call builds a program).
+ */
+#define CLNORM_MOMENTS_FLOATS 3 /* count, mean, M2 */
+#define CLNORM_SUMS_FLOATS 2    /* sum dy*w, sum dy*w*xhat */
+
+/* x: as forward's; moments: a buffer of CLNORM_MOMENTS_FLOATS * stats_count floats. */
+CLNORM_API clnorm_status clnorm_moments(clnorm_plan *plan, cl_mem x, cl_mem moments,
+                                        cl_uint num_wait, const cl_event *wait, cl_event *done);
+
+/* sets: k sets of moments of `groups` groups each, one after another (as MPI_Allgather leaves
+ * them); out (3 * groups floats, may be sets itself) receives, per group, the sets merged by
+ * Chan's formula in the order 0, 1, ..., k-1, in double precision and rounded once. Sets of
+ * count 0 are skipped. Deterministic: the same sets in the same order give the same bits. */
+CLNORM_API void clnorm_moments_merge(const float *sets, size_t k, size_t groups, float *out);
+
+/*
+ * clnorm_forward, but normalizing with the moments given (3 floats per group, usually merged
+ * over every part) instead of computing them: CLNORM_TRAINING updates running statistics
+ * from them (the variance unbiased with their count); in both modes save_mean and save_invstd
+ * receive the statistics they give. CLNORM_INFERENCE neither reads nor writes running
+ * statistics (the moments take their place).
+ */
+CLNORM_API clnorm_status clnorm_forward_with_moments(clnorm_plan *plan, clnorm_mode mode,
+                                                     cl_mem moments, const clnorm_buffers *bufs,
+                                                     cl_uint num_wait, const cl_event *wait,
+                                                     cl_event *done);
+
+CLNORM_API size_t clnorm_plan_sums_count(const clnorm_plan *plan); /* C, N*C or N slices */
+
+/* sums: a buffer of CLNORM_SUMS_FLOATS * clnorm_plan_sums_count floats. mode: as
+ * clnorm_backward's (INFERENCE with running statistics takes them as the statistics). */
+CLNORM_API clnorm_status clnorm_backward_sums(clnorm_plan *plan, clnorm_mode mode,
+                                              const clnorm_buffers *bufs, cl_mem sums,
+                                              cl_uint num_wait, const cl_event *wait,
+                                              cl_event *done);
+
+/* sets: k sets of `slices` sums (2 floats each), one after another; out (may be sets) gets
+ * their sums in the order 0, 1, ..., k-1, in double precision and rounded once. */
+CLNORM_API void clnorm_sums_merge(const float *sets, size_t k, size_t slices, float *out);
+
+/* count: elements per statistics group over every part (BATCH: total N times D), at least
+ * this plan's own. The statistics are save_* (or the running ones in INFERENCE), as for
+ * clnorm_backward_sums. */
+CLNORM_API clnorm_status clnorm_backward_with_sums(clnorm_plan *plan, clnorm_mode mode,
+                                                   cl_mem sums, size_t count,
+                                                   const clnorm_buffers *bufs, cl_uint num_wait,
+                                                   const cl_event *wait, cl_event *done);
+
+/*
+ * What a call would refuse, enqueuing nothing: clnorm_forward's checks of mode and bufs
+ * (given = 0) or clnorm_forward_with_moments' (given = 1); clnorm_backward's, or
+ * clnorm_backward_with_sums' together with clnorm_backward_sums' (given = 1). For layers that
+ * must know every part can run before they exchange (clnorm_mpi). The message is in last_error.
+ */
+CLNORM_API clnorm_status clnorm_forward_check(clnorm_plan *plan, clnorm_mode mode,
+                                              const clnorm_buffers *bufs, int given);
+CLNORM_API clnorm_status clnorm_backward_check(clnorm_plan *plan, clnorm_mode mode,
+                                               const clnorm_buffers *bufs, int given);
+
+/* The plan's descriptor and context (for layers built on clnorm). */
+CLNORM_API const clnorm_desc *clnorm_plan_desc(const clnorm_plan *plan);
+CLNORM_API clnorm_context *clnorm_plan_context(const clnorm_plan *plan);
+
+/* For layers built on clnorm: records message as ctx's last error on this thread (ctx NULL:
+ * the thread's context-less one) and returns status. */
+CLNORM_API clnorm_status clnorm_context_set_error(const clnorm_context *ctx,
+                                                  clnorm_status status, const char *message);
+
+/*
  * The binary cache on disk (CLNORM_CACHE_DIR, else $XDG_CACHE_HOME/clnorm, else
  * ~/.cache/clnorm; CLNORM_CACHE=0 turns it off). A cache that cannot be used is never an error,
  * programs are then compiled each time; this says why. Writes "on: DIR" or "off: REASON" into
