@@ -1,0 +1,318 @@
+/*
+ * Synchronized batch normalization over MPI, on the public statistics primitives only.
+ *
+ * A call makes two exchanges, both MPI_Allgather of fixed-size records:
+ *   1. every rank's descriptor, n, and whether its arguments pass the local checks (so that a
+ *      refused rank, or one whose plan differs, fails the call everywhere instead of leaving
+ *      the others waiting in the second exchange);
+ *   2. every rank's moments (forward) or sums (backward), each with the status of computing
+ *      them, merged on every rank in rank order by clnorm_moments_merge / clnorm_sums_merge.
+ */
+#include <clnorm/clnorm_mpi.h>
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* What every rank must agree on, and its own state; sent as bytes. */
+typedef struct record {
+    int32_t kind, layout, dtype, y_dtype, mode, running, status, pad;
+    uint64_t n, c, d, groups;
+    uint32_t eps, momentum; /* the floats' bits: equal means the same bits */
+    char message[200];      /* why a rank refused the call */
+} record;
+
+static clnorm_status fail(clnorm_context *ctx, clnorm_status status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static clnorm_status fail(clnorm_context *ctx, clnorm_status status, const char *fmt, ...)
+{
+    char text[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    return clnorm_context_set_error(ctx, status, text);
+}
+
+static uint32_t bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+/* MPI usable and comm a communicator; *size receives its size. */
+static clnorm_status check_comm(clnorm_context *ctx, MPI_Comm comm, int *size, int *rank)
+{
+    int up = 0, down = 0;
+    MPI_Initialized(&up);
+    MPI_Finalized(&down);
+    if (!up || down)
+        return fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT, "comm: MPI is %s",
+                    down ? "finalized" : "not initialized (MPI_Init has not been called)");
+    if (comm == MPI_COMM_NULL)
+        return fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT, "comm: MPI_COMM_NULL");
+    if (MPI_Comm_size(comm, size) != MPI_SUCCESS || MPI_Comm_rank(comm, rank) != MPI_SUCCESS)
+        return fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT, "comm: not a communicator");
+    return CLNORM_SUCCESS;
+}
+
+/* The first exchange. local: the status of this rank's own checks. On success *total is the
+ * sum of every rank's n. */
+static clnorm_status agree(clnorm_plan *plan, MPI_Comm comm, int size, int rank,
+                           clnorm_mode mode, const clnorm_buffers *bufs, clnorm_status local,
+                           uint64_t *total)
+{
+    clnorm_context *ctx = clnorm_plan_context(plan);
+    const clnorm_desc *d = clnorm_plan_desc(plan);
+    record mine;
+    memset(&mine, 0, sizeof mine);
+    mine.kind = (int32_t)d->kind;
+    mine.layout = (int32_t)d->layout;
+    mine.dtype = (int32_t)d->dtype;
+    mine.y_dtype = (int32_t)d->y_dtype;
+    mine.mode = (int32_t)mode;
+    mine.running = bufs && bufs->running_mean != NULL;
+    mine.status = (int32_t)local;
+    mine.n = d->n;
+    mine.c = d->c;
+    mine.d = d->d;
+    mine.groups = d->kind == CLNORM_GROUP ? d->groups : 0;
+    mine.eps = bits(d->eps);
+    mine.momentum = bits(d->momentum);
+    if (local)
+        snprintf(mine.message, sizeof mine.message, "%s", clnorm_context_last_error(ctx));
+    record *all = malloc((size_t)size * sizeof *all);
+    if (!all) /* every rank still has to take part: an unknown status fails them all */
+        return fail(ctx, CLNORM_ERROR_OUT_OF_MEMORY, "clnorm_mpi: out of memory");
+    if (MPI_Allgather(&mine, sizeof mine, MPI_BYTE, all, sizeof mine, MPI_BYTE, comm) !=
+        MPI_SUCCESS) {
+        free(all);
+        return fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT, "comm: MPI_Allgather failed");
+    }
+    clnorm_status s = CLNORM_SUCCESS;
+    *total = 0;
+    for (int r = 0; r < size && !s; ++r) {
+        const record *o = &all[r], *z = &all[0];
+        const char *field = o->kind != z->kind       ? "desc.kind"
+                            : o->layout != z->layout ? "desc.layout"
+                            : o->dtype != z->dtype   ? "desc.dtype"
+                            : o->y_dtype != z->y_dtype ? "desc.y_dtype"
+                            : o->c != z->c           ? "desc.c"
+                            : o->d != z->d           ? "desc.d"
+                            : o->groups != z->groups ? "desc.groups"
+                            : o->eps != z->eps       ? "desc.eps"
+                            : o->momentum != z->momentum ? "desc.momentum"
+                            : o->mode != z->mode     ? "mode"
+                            : o->running != z->running ? "bufs.running_mean"
+                                                       : NULL;
+        if (field)
+            s = fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT,
+                     "comm: rank %d's call differs from rank 0's in %s (every rank's plan must "
+                     "agree on all but n)",
+                     r, field);
+        else if (o->status && r != rank)
+            s = fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT, "comm: rank %d refused the call: %s",
+                     r, o->message);
+        *total += o->n;
+    }
+    free(all);
+    /* a rank refused by its own checks keeps its own status and message */
+    return local ? local : s;
+}
+
+/* The second exchange's memory, allocated before the first, so that a rank short of memory
+ * says so there instead of missing the second. */
+typedef struct exchange {
+    size_t count;         /* floats per rank */
+    float *mine, *sets;   /* this rank's floats; every rank's, in rank order */
+    unsigned char *send, *all; /* records of a status and count floats */
+} exchange;
+
+static int exchange_alloc(exchange *x, size_t count, int size)
+{
+    size_t bytes = 8 + count * sizeof(float);
+    x->count = count;
+    x->mine = malloc(count * sizeof(float) + 1);
+    x->sets = malloc(count * (size_t)size * sizeof(float) + 1);
+    x->send = malloc(bytes);
+    x->all = malloc(bytes * (size_t)size);
+    return x->mine && x->sets && x->send && x->all;
+}
+
+static void exchange_free(exchange *x)
+{
+    free(x->mine);
+    free(x->sets);
+    free(x->send);
+    free(x->all);
+}
+
+/* The second exchange: this rank's floats (x->mine, unless local failed), gathered from every
+ * rank in rank order into x->sets. */
+static clnorm_status gather(clnorm_context *ctx, MPI_Comm comm, int size, clnorm_status local,
+                            exchange *x)
+{
+    size_t bytes = 8 + x->count * sizeof(float);
+    int32_t status = (int32_t)local;
+    memset(x->send, 0, bytes);
+    memcpy(x->send, &status, sizeof status);
+    if (!local)
+        memcpy(x->send + 8, x->mine, x->count * sizeof(float));
+    if (MPI_Allgather(x->send, (int)bytes, MPI_BYTE, x->all, (int)bytes, MPI_BYTE, comm) !=
+        MPI_SUCCESS)
+        return local ? local : fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT, "comm: MPI_Allgather failed");
+    for (int r = 0; r < size; ++r) {
+        int32_t theirs;
+        memcpy(&theirs, x->all + (size_t)r * bytes, sizeof theirs);
+        if (theirs)
+            return local ? local
+                         : fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT,
+                                "comm: rank %d could not compute its part (%s)", r,
+                                clnorm_status_string((clnorm_status)theirs));
+        memcpy(x->sets + (size_t)r * x->count, x->all + (size_t)r * bytes + 8,
+               x->count * sizeof(float));
+    }
+    return local;
+}
+
+/* A small scratch buffer of the plan's context for the exchanged floats. */
+static cl_mem scratch(clnorm_context *ctx, size_t count, clnorm_status *s)
+{
+    cl_int err;
+    cl_mem m = clCreateBuffer(clnorm_context_cl(ctx), CL_MEM_READ_WRITE,
+                              (count ? count : 1) * sizeof(float), NULL, &err);
+    if (err != CL_SUCCESS)
+        *s = fail(ctx, CLNORM_ERROR_OUT_OF_MEMORY, "clCreateBuffer: %d (the exchange's %zu floats)",
+                  (int)err, count);
+    return m;
+}
+
+/* Waits for ev (released) and reads count floats of m into host. */
+static clnorm_status read_back(clnorm_context *ctx, cl_mem m, cl_event ev, float *host,
+                               size_t count)
+{
+    cl_int err = clEnqueueReadBuffer(clnorm_context_queue(ctx), m, CL_TRUE, 0,
+                                     count * sizeof(float), host, ev ? 1 : 0, ev ? &ev : NULL,
+                                     NULL);
+    if (ev)
+        clReleaseEvent(ev);
+    return err == CL_SUCCESS ? CLNORM_SUCCESS
+                             : fail(ctx, CLNORM_ERROR_OPENCL,
+                                    "clEnqueueReadBuffer: %d (the local moments or sums)",
+                                    (int)err);
+}
+
+static clnorm_status write_merged(clnorm_context *ctx, cl_mem m, const float *host, size_t count)
+{
+    cl_int err = clEnqueueWriteBuffer(clnorm_context_queue(ctx), m, CL_TRUE, 0,
+                                      count * sizeof(float), host, 0, NULL, NULL);
+    return err == CL_SUCCESS ? CLNORM_SUCCESS
+                             : fail(ctx, CLNORM_ERROR_OPENCL,
+                                    "clEnqueueWriteBuffer: %d (the merged moments or sums)",
+                                    (int)err);
+}
+
+/* Both calls: the comm, the plan, and the first exchange. *sync: BATCH with its own
+ * statistics, which takes the second exchange; otherwise the call is the local one. */
+static clnorm_status begin(clnorm_plan *plan, MPI_Comm comm, clnorm_mode mode,
+                           const clnorm_buffers *bufs, int backward, int *size, int *rank,
+                           int *sync, uint64_t *total, exchange *x)
+{
+    if (!plan)
+        return clnorm_context_set_error(NULL, CLNORM_ERROR_INVALID_ARGUMENT, "plan: NULL");
+    clnorm_context *ctx = clnorm_plan_context(plan);
+    clnorm_status s = check_comm(ctx, comm, size, rank);
+    if (s)
+        return s;
+    const clnorm_desc *d = clnorm_plan_desc(plan);
+    /* INFERENCE with running statistics: constants, no exchange (backward still sums dgamma
+     * and dbeta over every rank) */
+    int constants = bufs && bufs->running_mean && mode == CLNORM_INFERENCE;
+    *sync = d->kind == CLNORM_BATCH && (backward || !constants);
+    clnorm_status local = backward ? clnorm_backward_check(plan, mode, bufs, *sync)
+                                   : clnorm_forward_check(plan, mode, bufs, *sync);
+    size_t count = backward ? clnorm_plan_sums_count(plan) * CLNORM_SUMS_FLOATS
+                            : clnorm_plan_stats_count(plan) * CLNORM_MOMENTS_FLOATS;
+    if (!exchange_alloc(x, count, *size) && !local)
+        local = fail(ctx, CLNORM_ERROR_OUT_OF_MEMORY, "clnorm_mpi: out of memory");
+    if ((s = agree(plan, comm, *size, *rank, mode, bufs, local, total)))
+        return s;
+    if (*sync && !constants && *total * d->d == 1)
+        return fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT,
+                    "desc.n: BATCH statistics over 1 value per channel across every rank; need "
+                    "more than one, or running statistics in INFERENCE");
+    if (*total == 0)
+        *sync = 0; /* nothing anywhere: the local call is the no-op it is */
+    return CLNORM_SUCCESS;
+}
+
+clnorm_status clnorm_mpi_forward(clnorm_plan *plan, MPI_Comm comm, clnorm_mode mode,
+                                 const clnorm_buffers *bufs, cl_uint num_wait,
+                                 const cl_event *wait, cl_event *done)
+{
+    if (done)
+        *done = NULL;
+    int size, rank, sync;
+    uint64_t total;
+    exchange x = {0};
+    clnorm_status s = begin(plan, comm, mode, bufs, 0, &size, &rank, &sync, &total, &x);
+    if (s || !sync) {
+        exchange_free(&x);
+        return s ? s : clnorm_forward(plan, mode, bufs, num_wait, wait, done);
+    }
+    clnorm_context *ctx = clnorm_plan_context(plan);
+    clnorm_status local = CLNORM_SUCCESS;
+    cl_mem m = scratch(ctx, x.count, &local);
+    cl_event ev = NULL;
+    if (!local)
+        local = clnorm_moments(plan, bufs->x, m, num_wait, wait, &ev);
+    if (!local)
+        local = read_back(ctx, m, ev, x.mine, x.count);
+    if (!(s = gather(ctx, comm, size, local, &x))) {
+        clnorm_moments_merge(x.sets, (size_t)size, x.count / CLNORM_MOMENTS_FLOATS, x.mine);
+        if (!(s = write_merged(ctx, m, x.mine, x.count)))
+            s = clnorm_forward_with_moments(plan, mode, m, bufs, 0, NULL, done);
+    }
+    if (m)
+        clReleaseMemObject(m); /* kept by OpenCL until the commands using it complete */
+    exchange_free(&x);
+    return s;
+}
+
+clnorm_status clnorm_mpi_backward(clnorm_plan *plan, MPI_Comm comm, clnorm_mode mode,
+                                  const clnorm_buffers *bufs, cl_uint num_wait,
+                                  const cl_event *wait, cl_event *done)
+{
+    if (done)
+        *done = NULL;
+    int size, rank, sync;
+    uint64_t total;
+    exchange x = {0};
+    clnorm_status s = begin(plan, comm, mode, bufs, 1, &size, &rank, &sync, &total, &x);
+    if (s || !sync) {
+        exchange_free(&x);
+        return s ? s : clnorm_backward(plan, mode, bufs, num_wait, wait, done);
+    }
+    clnorm_context *ctx = clnorm_plan_context(plan);
+    clnorm_status local = CLNORM_SUCCESS;
+    cl_mem m = scratch(ctx, x.count, &local);
+    cl_event ev = NULL;
+    if (!local)
+        local = clnorm_backward_sums(plan, mode, bufs, m, num_wait, wait, &ev);
+    if (!local)
+        local = read_back(ctx, m, ev, x.mine, x.count);
+    if (!(s = gather(ctx, comm, size, local, &x))) {
+        clnorm_sums_merge(x.sets, (size_t)size, x.count / CLNORM_SUMS_FLOATS, x.mine);
+        size_t per_group = (size_t)total * clnorm_plan_desc(plan)->d;
+        if (!(s = write_merged(ctx, m, x.mine, x.count)))
+            s = clnorm_backward_with_sums(plan, mode, m, per_group, bufs, 0, NULL, done);
+    }
+    if (m)
+        clReleaseMemObject(m);
+    exchange_free(&x);
+    return s;
+}
