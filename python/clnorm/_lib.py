@@ -193,7 +193,7 @@ def _candidates():
     name = ctypes.util.find_library("clnorm")
     if name:
         found.append(("ctypes.util.find_library", name))
-    for name in ("libclnorm.so", "libclnorm.so.0.2", "libclnorm.dylib", "clnorm.dll"):
+    for name in ("libclnorm.so", "libclnorm.so.0.3", "libclnorm.dylib", "clnorm.dll"):
         found.append(("the default loader path", name))
     return found
 
