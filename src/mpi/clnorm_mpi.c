@@ -250,32 +250,44 @@ static clnorm_status begin(clnorm_plan *plan, MPI_Comm comm, clnorm_mode mode,
     return CLNORM_SUCCESS;
 }
 
-clnorm_status clnorm_mpi_forward(clnorm_plan *plan, MPI_Comm comm, clnorm_mode mode,
-                                 const clnorm_buffers *bufs, cl_uint num_wait,
-                                 const cl_event *wait, cl_event *done)
+/* forward and backward alike: the exchanges, the merge in rank order, then the call that
+ * finishes with the merged moments (forward) or sums (backward). */
+static clnorm_status synchronized(clnorm_plan *plan, MPI_Comm comm, clnorm_mode mode,
+                                  const clnorm_buffers *bufs, int backward, cl_uint num_wait,
+                                  const cl_event *wait, cl_event *done)
 {
     if (done)
         *done = NULL;
-    int size, rank, sync;
-    uint64_t total;
+    int size = 0, rank = 0, sync = 0;
+    uint64_t total = 0;
     exchange x = {0};
-    clnorm_status s = begin(plan, comm, mode, bufs, 0, &size, &rank, &sync, &total, &x);
+    clnorm_status s = begin(plan, comm, mode, bufs, backward, &size, &rank, &sync, &total, &x);
     if (s || !sync) {
         exchange_free(&x);
-        return s ? s : clnorm_forward(plan, mode, bufs, num_wait, wait, done);
+        if (s)
+            return s;
+        return backward ? clnorm_backward(plan, mode, bufs, num_wait, wait, done)
+                        : clnorm_forward(plan, mode, bufs, num_wait, wait, done);
     }
     clnorm_context *ctx = clnorm_plan_context(plan);
     clnorm_status local = CLNORM_SUCCESS;
     cl_mem m = scratch(ctx, x.count, &local);
     cl_event ev = NULL;
     if (!local)
-        local = clnorm_moments(plan, bufs->x, m, num_wait, wait, &ev);
+        local = backward ? clnorm_backward_sums(plan, mode, bufs, m, num_wait, wait, &ev)
+                         : clnorm_moments(plan, bufs->x, m, num_wait, wait, &ev);
     if (!local)
         local = read_back(ctx, m, ev, x.mine, x.count);
     if (!(s = gather(ctx, comm, size, local, &x))) {
-        clnorm_moments_merge(x.sets, (size_t)size, x.count / CLNORM_MOMENTS_FLOATS, x.mine);
+        if (backward)
+            clnorm_sums_merge(x.sets, (size_t)size, x.count / CLNORM_SUMS_FLOATS, x.mine);
+        else
+            clnorm_moments_merge(x.sets, (size_t)size, x.count / CLNORM_MOMENTS_FLOATS, x.mine);
+        /* backward's count per group: every rank's N*D */
+        size_t per_group = (size_t)total * clnorm_plan_desc(plan)->d;
         if (!(s = write_merged(ctx, m, x.mine, x.count)))
-            s = clnorm_forward_with_moments(plan, mode, m, bufs, 0, NULL, done);
+            s = backward ? clnorm_backward_with_sums(plan, mode, m, per_group, bufs, 0, NULL, done)
+                         : clnorm_forward_with_moments(plan, mode, m, bufs, 0, NULL, done);
     }
     if (m)
         clReleaseMemObject(m); /* kept by OpenCL until the commands using it complete */
@@ -283,36 +295,16 @@ clnorm_status clnorm_mpi_forward(clnorm_plan *plan, MPI_Comm comm, clnorm_mode m
     return s;
 }
 
+clnorm_status clnorm_mpi_forward(clnorm_plan *plan, MPI_Comm comm, clnorm_mode mode,
+                                 const clnorm_buffers *bufs, cl_uint num_wait,
+                                 const cl_event *wait, cl_event *done)
+{
+    return synchronized(plan, comm, mode, bufs, 0, num_wait, wait, done);
+}
+
 clnorm_status clnorm_mpi_backward(clnorm_plan *plan, MPI_Comm comm, clnorm_mode mode,
                                   const clnorm_buffers *bufs, cl_uint num_wait,
                                   const cl_event *wait, cl_event *done)
 {
-    if (done)
-        *done = NULL;
-    int size, rank, sync;
-    uint64_t total;
-    exchange x = {0};
-    clnorm_status s = begin(plan, comm, mode, bufs, 1, &size, &rank, &sync, &total, &x);
-    if (s || !sync) {
-        exchange_free(&x);
-        return s ? s : clnorm_backward(plan, mode, bufs, num_wait, wait, done);
-    }
-    clnorm_context *ctx = clnorm_plan_context(plan);
-    clnorm_status local = CLNORM_SUCCESS;
-    cl_mem m = scratch(ctx, x.count, &local);
-    cl_event ev = NULL;
-    if (!local)
-        local = clnorm_backward_sums(plan, mode, bufs, m, num_wait, wait, &ev);
-    if (!local)
-        local = read_back(ctx, m, ev, x.mine, x.count);
-    if (!(s = gather(ctx, comm, size, local, &x))) {
-        clnorm_sums_merge(x.sets, (size_t)size, x.count / CLNORM_SUMS_FLOATS, x.mine);
-        size_t per_group = (size_t)total * clnorm_plan_desc(plan)->d;
-        if (!(s = write_merged(ctx, m, x.mine, x.count)))
-            s = clnorm_backward_with_sums(plan, mode, m, per_group, bufs, 0, NULL, done);
-    }
-    if (m)
-        clReleaseMemObject(m);
-    exchange_free(&x);
-    return s;
+    return synchronized(plan, comm, mode, bufs, 1, num_wait, wait, done);
 }
