@@ -13,3 +13,38 @@ __kernel void copy(__global const float *src, __global float *dst, ulong total, 
     for (; i < end; ++i)
         dst[i] = src[i];
 }
+
+/*
+ * The same copy with non-temporal stores where the device compiler offers them (clang's
+ * __builtin_nontemporal_store: PoCL): a store that skips the read for ownership moves two bytes
+ * of traffic per byte written instead of three, the machine's real limit for outputs that are
+ * not read back soon. Elsewhere it is the plain copy.
+ */
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_nontemporal_store)
+#define CLNORM_HAS_NT 1
+#endif
+#endif
+
+__kernel void copy_stream(__global const float *src, __global float *dst, ulong total,
+                          ulong chunk)
+{
+    ulong i = get_global_id(0) * chunk;
+    if (i >= total)
+        return;
+    ulong end = min(total, i + chunk);
+#ifdef CLNORM_HAS_NT
+    /* aligned vectors: the non-temporal store of a float8 wants its 32-byte alignment */
+    for (; i < end && (i & 7); ++i)
+        __builtin_nontemporal_store(src[i], dst + i);
+    for (; i + 8 <= end; i += 8)
+        __builtin_nontemporal_store(vload8(0, src + i), (__global float8 *)(dst + i));
+    for (; i < end; ++i)
+        __builtin_nontemporal_store(src[i], dst + i);
+#else
+    for (; i + 8 <= end; i += 8)
+        vstore8(vload8(0, src + i), 0, dst + i);
+    for (; i < end; ++i)
+        dst[i] = src[i];
+#endif
+}

@@ -42,6 +42,7 @@ typedef struct result {
     row_status status;
     double bytes;            /* minimal bytes of the operation */
     double ms, copy_ms;      /* medians */
+    double stream_ms;        /* the streaming copy's median (copy_stream) */
     double max_err, err_tol; /* largest absolute error; largest error / tolerance */
     int repeats;
     char message[1024]; /* why it failed, or where the largest error is */
@@ -50,18 +51,19 @@ typedef struct result {
 typedef struct bench {
     clnorm_context *ctx;
     cl_command_queue queue;
-    cl_kernel copy;
+    cl_kernel copy, copy_stream;
     char device[600];
     const char *device_type;
     int repeat; /* 0: choose per problem */
+    int hot;    /* --hot: each timed call follows an untimed one of the same operation */
     int json;
     int progress_tty;
 } bench;
 
 static void usage(FILE *out)
 {
-    fputs("usage: clnorm-bench [--device SPEC] [--dtype f32|f16|bf16|u8|u16] [--repeat N] [--json]\n"
-          "                    [PROBLEM...]\n"
+    fputs("usage: clnorm-bench [--device SPEC] [--dtype f32|f16|bf16|u8|u16] [--repeat N] [--hot]\n"
+          "                    [--json] [PROBLEM...]\n"
           "\n"
           "Times clnorm's forward and backward calls against the device's own copy speed and\n"
           "checks every result against a float64 reference.\n"
@@ -81,6 +83,10 @@ static void usage(FILE *out)
           "  --dtype T      storage of x, y, dy, dx (default f32)\n"
           "  --repeat N     timed calls per problem, median reported (default 20, down to 5\n"
           "                 for problems slower than 0.1 s)\n"
+          "  --hot          time each call right after an untimed call of the same operation\n"
+          "                 (its data in cache as a network's previous layer leaves it), and\n"
+          "                 each copy likewise; default: after the other copies and the\n"
+          "                 operation, which move the problem's bytes through the caches\n"
           "  --json         one JSON object per problem and line instead of the table\n"
           "  --list         print the default suite and exit\n"
           "  --tune         measure launch parameters (statistics block, apply chunk,\n"
@@ -92,6 +98,8 @@ static void usage(FILE *out)
           "Columns: ms is the median wall time of one call, enqueue to clFinish; GB/s counts the\n"
           "minimal bytes (forward: x read and y written; backward: x and dy read, dx written);\n"
           "copy GB/s is the library's copy kernel moving the same bytes; SOL = copy time / time;\n"
+          "SOL-nt = the same for a copy with non-temporal stores where the device compiler has\n"
+          "them (its GB/s in the JSON as stream_copy_gbps; without them, the plain copy again);\n"
           "max_err is the largest absolute error against the reference and err/tol the largest\n"
           "error over its tolerance (backward: relative L2 errors of dx, dgamma and dbeta over\n"
           "theirs).\n"
@@ -236,14 +244,14 @@ static void release_buffers(clnorm_buffers *b)
 
 /* ---- timing ---------------------------------------------------------------------------- */
 
-typedef enum op_kind { OP_FORWARD, OP_BACKWARD, OP_COPY } op_kind;
+typedef enum op_kind { OP_FORWARD, OP_BACKWARD, OP_COPY, OP_STREAM } op_kind;
 
 typedef struct op {
     op_kind kind;
     clnorm_plan *plan;
     clnorm_mode mode;
     const clnorm_buffers *bufs;
-    size_t global, local; /* OP_COPY */
+    size_t global, local; /* OP_COPY, OP_STREAM */
 } op;
 
 static double now_s(void)
@@ -262,8 +270,9 @@ static clnorm_status op_run(const bench *B, const op *o, result *r)
     case OP_FORWARD: s = clnorm_forward(o->plan, o->mode, o->bufs, 0, NULL, NULL); break;
     case OP_BACKWARD: s = clnorm_backward(o->plan, o->mode, o->bufs, 0, NULL, NULL); break;
     case OP_COPY:
-        err = clEnqueueNDRangeKernel(B->queue, B->copy, 1, NULL, &o->global, &o->local, 0, NULL,
-                                     NULL);
+    case OP_STREAM:
+        err = clEnqueueNDRangeKernel(B->queue, o->kind == OP_COPY ? B->copy : B->copy_stream, 1,
+                                     NULL, &o->global, &o->local, 0, NULL, NULL);
         break;
     }
     if (s != CLNORM_SUCCESS) {
@@ -283,23 +292,36 @@ static clnorm_status op_run(const bench *B, const op *o, result *r)
     return CLNORM_SUCCESS;
 }
 
-/* Median milliseconds of *repeats calls of o after WARMUP untimed ones, each followed by one
- * call of the yardstick y, timed alike: the two alternate, so that a machine whose speed drifts
- * (other work, clocks, caches) slows both the same. *repeats 0 means choose from the warm-up's
- * speed, so that a slow problem does not hold the suite up for minutes. */
-static clnorm_status op_time(const bench *B, const op *o, const op *y, int *repeats, double *ms,
-                             double *y_ms, result *r)
+/* One timed call of o (in ms); with --hot after an untimed one, so that it finds its data
+ * where its own previous call left it. */
+static clnorm_status timed_run(const bench *B, const op *o, double *ms, result *r)
 {
-    double last = 0;
+    clnorm_status s;
+    if (B->hot && (s = op_run(B, o, r)))
+        return s;
+    double t0 = now_s();
+    s = op_run(B, o, r);
+    *ms = (now_s() - t0) * 1e3;
+    return s;
+}
+
+/* Median milliseconds of *repeats calls of o after WARMUP untimed ones, each followed by one
+ * call of each yardstick (y[0..ny-1]), timed alike: they alternate, so that a machine whose
+ * speed drifts (other work, clocks, caches) slows all the same. *repeats 0 means choose from
+ * the warm-up's speed, so that a slow problem does not hold the suite up for minutes. */
+static clnorm_status op_time(const bench *B, const op *o, const op *y, int ny, int *repeats,
+                             double *ms, double *y_ms, result *r)
+{
+    double last = 0, skip;
     clnorm_status s;
     for (int i = 0; i < WARMUP; ++i) {
-        double t0 = now_s();
-        if ((s = op_run(B, o, r)))
+        if ((s = timed_run(B, o, &last, r)))
             return s;
-        last = now_s() - t0;
-        if ((s = op_run(B, y, r)))
-            return s;
+        for (int k = 0; k < ny; ++k)
+            if ((s = timed_run(B, &y[k], &skip, r)))
+                return s;
     }
+    last *= 1e-3;
     int n = *repeats;
     if (n == 0) {
         n = DEFAULT_REPEAT;
@@ -308,24 +330,21 @@ static clnorm_status op_time(const bench *B, const op *o, const op *y, int *repe
         if (n < MIN_AUTO_REPEAT)
             n = MIN_AUTO_REPEAT;
     }
-    double *t = malloc(2 * (size_t)n * sizeof *t), *ty = t + n;
+    double *t = malloc((size_t)(1 + ny) * (size_t)n * sizeof *t);
     if (!t) {
         set_message(r, "out of host memory");
         return CLNORM_ERROR_OUT_OF_MEMORY;
     }
-    for (int i = 0; i < n; ++i) {
-        double t0 = now_s();
-        if ((s = op_run(B, o, r)))
-            break;
-        double t1 = now_s();
-        if ((s = op_run(B, y, r)))
-            break;
-        t[i] = (t1 - t0) * 1e3;
-        ty[i] = (now_s() - t1) * 1e3;
+    s = CLNORM_SUCCESS;
+    for (int i = 0; i < n && !s; ++i) {
+        s = timed_run(B, o, &t[i], r);
+        for (int k = 0; k < ny && !s; ++k)
+            s = timed_run(B, &y[k], &t[(size_t)(k + 1) * (size_t)n + (size_t)i], r);
     }
     if (!s) {
         *ms = median(t, n);
-        *y_ms = median(ty, n);
+        for (int k = 0; k < ny; ++k)
+            y_ms[k] = median(t + (size_t)(k + 1) * (size_t)n, n);
         *repeats = n;
     }
     free(t);
@@ -338,7 +357,8 @@ static clnorm_status op_time(const bench *B, const op *o, const op *y, int *repe
  * for its apply pass.
  */
 static clnorm_status time_against_copy(bench *B, const op *o, double bytes, int *repeats,
-                                       double *ms, double *copy_ms, result *r)
+                                       double *ms, double *copy_ms, double *stream_ms,
+                                       result *r)
 {
     size_t floats = ((size_t)bytes / 2 + sizeof(float) - 1) / sizeof(float);
     clnorm_desc yard = {CLNORM_BATCH, CLNORM_NCHW, CLNORM_F32, 1, 1, floats, 0, EPS, MOMENTUM,
@@ -355,7 +375,9 @@ static clnorm_status time_against_copy(bench *B, const op *o, double bytes, int 
     size_t local = plan->apply_local; /* the copy runs in apply's exact launch shape */
     clnorm_plan_release(plan);
     size_t items = (floats + chunk - 1) / chunk;
-    op copy = {OP_COPY, NULL, CLNORM_TRAINING, NULL, (items + local - 1) / local * local, local};
+    size_t global = (items + local - 1) / local * local;
+    op copies[2] = {{OP_COPY, NULL, CLNORM_TRAINING, NULL, global, local},
+                    {OP_STREAM, NULL, CLNORM_TRAINING, NULL, global, local}};
 
     cl_mem src = make_buffer(B, NULL, floats * sizeof(float), "copy source", r);
     cl_mem dst = src ? make_buffer(B, NULL, floats * sizeof(float), "copy destination", r) : NULL;
@@ -365,14 +387,22 @@ static clnorm_status time_against_copy(bench *B, const op *o, double bytes, int 
         return CLNORM_ERROR_OPENCL;
     }
     cl_int err;
-    if ((err = clSetKernelArg(B->copy, 0, sizeof src, &src)) ||
-        (err = clSetKernelArg(B->copy, 1, sizeof dst, &dst)) ||
-        (err = clSetKernelArg(B->copy, 2, sizeof total, &total)) ||
-        (err = clSetKernelArg(B->copy, 3, sizeof chunk, &chunk))) {
+    cl_kernel kernels[2] = {B->copy, B->copy_stream};
+    err = CL_SUCCESS;
+    for (int k = 0; k < 2 && !err; ++k)
+        if ((err = clSetKernelArg(kernels[k], 0, sizeof src, &src)) ||
+            (err = clSetKernelArg(kernels[k], 1, sizeof dst, &dst)) ||
+            (err = clSetKernelArg(kernels[k], 2, sizeof total, &total)) ||
+            (err = clSetKernelArg(kernels[k], 3, sizeof chunk, &chunk)))
+            break;
+    if (err) {
         set_message(r, "clSetKernelArg (copy): %s", clnorm_cl_error_name(err));
         s = CLNORM_ERROR_OPENCL;
     } else {
-        s = op_time(B, o, &copy, repeats, ms, copy_ms, r);
+        double y_ms[2];
+        s = op_time(B, o, copies, 2, repeats, ms, y_ms, r);
+        *copy_ms = y_ms[0];
+        *stream_ms = y_ms[1];
     }
     clReleaseMemObject(src);
     clReleaseMemObject(dst);
@@ -639,7 +669,7 @@ static void run_problem(bench *B, const problem *p, result *r)
     xd = dyd = got = want = scale = NULL;
 
     r->repeats = B->repeat;
-    if (time_against_copy(B, &o, r->bytes, &r->repeats, &r->ms, &r->copy_ms, r))
+    if (time_against_copy(B, &o, r->bytes, &r->repeats, &r->ms, &r->copy_ms, &r->stream_ms, r))
         goto done;
     r->status = r->err_tol <= 1.0 ? ROW_OK : ROW_FAIL;
 done:
@@ -695,6 +725,9 @@ static void print_json(const bench *B, const problem *p, const result *r)
     json_number("gbps", r->bytes / (r->ms * 1e6), timed);
     json_number("copy_gbps", r->bytes / (r->copy_ms * 1e6), timed);
     json_number("sol", r->copy_ms / r->ms, timed);
+    json_number("stream_copy_gbps", r->bytes / (r->stream_ms * 1e6), timed);
+    json_number("sol_stream", r->stream_ms / r->ms, timed);
+    printf(",\"hot\":%s", B->hot ? "true" : "false");
     json_number("max_err", r->max_err, timed);
     json_number("err_tol", r->err_tol, timed);
     printf(",\"repeats\":%d,\"bytes\":%.0f,\"status\":\"%s\"", r->repeats, r->bytes,
@@ -717,9 +750,11 @@ static void print_header(const bench *B, int width)
     else
         printf("ms: median of %d calls (down to %d for slow problems)", DEFAULT_REPEAT,
                MIN_AUTO_REPEAT);
-    printf(", enqueue to clFinish; SOL = copy time of the same bytes / time\n\n");
-    printf("%-*s  %-5s %9s %8s %9s %6s %10s %8s\n", width, "problem", "dtype", "ms", "GB/s",
-           "copy GB/s", "SOL", "max_err", "err/tol");
+    printf(", enqueue to clFinish, %s; SOL = copy time of the same bytes / time,\n"
+           "SOL-nt the same for a copy with non-temporal stores\n\n",
+           B->hot ? "hot (each after an untimed call of the same)" : "cold");
+    printf("%-*s  %-5s %9s %8s %9s %6s %6s %10s %8s\n", width, "problem", "dtype", "ms", "GB/s",
+           "copy GB/s", "SOL", "SOL-nt", "max_err", "err/tol");
 }
 
 static void print_row(const problem *p, const result *r, int width)
@@ -731,8 +766,9 @@ static void print_row(const problem *p, const result *r, int width)
         puts(r->status == ROW_UNSUPPORTED ? "unsupported" : "error");
         return;
     }
-    printf("%9.3f %8.2f %9.2f %6.2f %10.2e %8.2f%s\n", r->ms, r->bytes / (r->ms * 1e6),
-           r->bytes / (r->copy_ms * 1e6), r->copy_ms / r->ms, r->max_err, r->err_tol,
+    printf("%9.3f %8.2f %9.2f %6.2f %6.2f %10.2e %8.2f%s\n", r->ms, r->bytes / (r->ms * 1e6),
+           r->bytes / (r->copy_ms * 1e6), r->copy_ms / r->ms, r->stream_ms / r->ms, r->max_err,
+           r->err_tol,
            r->status == ROW_FAIL ? "  FAIL" : "");
 }
 
@@ -871,6 +907,8 @@ int main(int argc, char **argv)
             return 0;
         } else if (strcmp(argv[i], "--json") == 0) {
             B.json = 1;
+        } else if (strcmp(argv[i], "--hot") == 0) {
+            B.hot = 1;
         } else if (strcmp(argv[i], "--list") == 0) {
             list = 1;
         } else if (strcmp(argv[i], "--tune") == 0) {
@@ -943,7 +981,11 @@ int main(int argc, char **argv)
         return 1;
     }
     B.copy = clCreateKernel(program, "copy", &err);
+    if (err == CL_SUCCESS)
+        B.copy_stream = clCreateKernel(program, "copy_stream", &err);
     if (err != CL_SUCCESS) {
+        if (B.copy)
+            clReleaseKernel(B.copy);
         fprintf(stderr, "clnorm-bench: clCreateKernel (copy): %s\n", clnorm_cl_error_name(err));
         clnorm_context_release(B.ctx);
         return 1;
@@ -954,6 +996,7 @@ int main(int argc, char **argv)
             B.repeat = 10;
         int rc = tune(&B, problems, nargs);
         clReleaseKernel(B.copy);
+        clReleaseKernel(B.copy_stream);
         clnorm_context_release(B.ctx);
         free(problems);
         free(args);
@@ -991,6 +1034,7 @@ int main(int argc, char **argv)
                 "clnorm-bench: %d problems: %d out of tolerance, %d failed, %d unsupported\n",
                 nargs, failed, errors, unsupported);
     clReleaseKernel(B.copy);
+    clReleaseKernel(B.copy_stream);
     clnorm_context_release(B.ctx);
     free(problems);
     free(args);
