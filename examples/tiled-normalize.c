@@ -7,6 +7,8 @@
  *   1. clnorm_moments on every band: (count, mean, M2) per channel;
  *   2. clnorm_moments_merge on the host, bands in order: the whole image's moments;
  *   3. clnorm_forward_with_moments on every band with the merged moments.
+ * Every band stays on the device between steps 1 and 3, so the image must fit the device's
+ * memory, only not one allocation; a larger image would upload each band again for step 3.
  * Where the whole image fits in one buffer, the program also normalizes it in one call and
  * compares: the largest difference is printed, and a difference beyond float rounding fails.
  *

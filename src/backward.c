@@ -153,7 +153,7 @@ typedef enum backward_call { WHOLE, SUMS, WITH_SUMS } backward_call;
 
 static clnorm_status check_backward(const clnorm_plan *plan, clnorm_mode mode,
                                     const clnorm_buffers *b, backward_call call,
-                                    stats_source *src)
+                                    const clnorm_role *extra, stats_source *src)
 {
     const clnorm_context *ctx = plan->ctx;
     const clnorm_desc *d = &plan->desc;
@@ -192,6 +192,8 @@ static clnorm_status check_backward(const clnorm_plan *plan, clnorm_mode mode,
         {"bufs.running_var", b->running_var, running, 0, src->use_running ? R : 0, NULL},
         {"bufs.save_mean", b->save_mean, stats, 0, rms ? 0 : saved, NULL}, /* RMS: unused */
         {"bufs.save_invstd", b->save_invstd, stats, 0, saved, NULL},
+        /* the call's own argument (the sums), checked with the rest for overlaps */
+        extra ? *extra : (clnorm_role){"", NULL, 0, 0, 0, NULL},
     };
     if ((s = clnorm_roles_check(ctx, roles, sizeof roles / sizeof roles[0])))
         return s;
@@ -482,7 +484,7 @@ clnorm_status clnorm_backward(clnorm_plan *plan, clnorm_mode mode, const clnorm_
     if (s || (s = check_storage(plan)))
         return s;
     stats_source src = {0};
-    if ((s = check_backward(plan, mode, bufs, WHOLE, &src)))
+    if ((s = check_backward(plan, mode, bufs, WHOLE, NULL, &src)))
         return s;
 
     clnorm_chain chain;
@@ -507,17 +509,28 @@ clnorm_status clnorm_backward_check(clnorm_plan *plan, clnorm_mode mode,
 {
     clnorm_status s = clnorm_call_begin(plan, 0, NULL, NULL);
     stats_source src = {0};
-    if (s || (s = check_storage(plan)))
+    if (s || (s = check_storage(plan)) ||
+        (s = check_backward(plan, mode, bufs, given ? WITH_SUMS : WHOLE, NULL, &src)) || !given)
         return s;
-    return check_backward(plan, mode, bufs, given ? WITH_SUMS : WHOLE, &src);
+    /* What the split calls will need, made now: the backward program and scratch (forward's
+     * too, for running statistics), and for BATCH with n = 0 the plan that writes dgamma and
+     * dbeta. */
+    pthread_mutex_lock(&plan->lock);
+    clnorm_plan *k = plan;
+    if (plan->elements == 0 && plan->desc.kind == CLNORM_BATCH)
+        s = clnorm_plan_zero_batch(plan, &k);
+    if (!s && (k != plan || plan->elements > 0) && !(s = backward_kernels(k)) &&
+        !(s = clnorm_plan_backward_scratch(k)) && src.own)
+        s = clnorm_plan_forward_scratch(k);
+    pthread_mutex_unlock(&plan->lock);
+    return s;
 }
 
-static clnorm_status check_sums(const clnorm_plan *plan, cl_mem sums, int access)
+static clnorm_role sums_role(const clnorm_plan *plan, cl_mem sums, int access)
 {
-    clnorm_role role = {"sums", sums,
-                        clnorm_plan_sums_count(plan) * CLNORM_SUMS_FLOATS * sizeof(float), 1,
-                        access, NULL};
-    return clnorm_roles_check(plan->ctx, &role, 1);
+    return (clnorm_role){"sums", sums,
+                         clnorm_plan_sums_count(plan) * CLNORM_SUMS_FLOATS * sizeof(float), 1,
+                         access, NULL};
 }
 
 clnorm_status clnorm_backward_sums(clnorm_plan *plan, clnorm_mode mode,
@@ -526,8 +539,11 @@ clnorm_status clnorm_backward_sums(clnorm_plan *plan, clnorm_mode mode,
 {
     clnorm_status s = clnorm_call_begin(plan, num_wait, wait, done);
     stats_source src = {0};
-    if (s || (s = check_storage(plan)) || (s = check_backward(plan, mode, bufs, SUMS, &src)) ||
-        (s = check_sums(plan, sums, CLNORM_WRITES)))
+    if (s)
+        return s;
+    clnorm_role out = sums_role(plan, sums, CLNORM_WRITES);
+    if ((s = check_storage(plan)) ||
+        (s = check_backward(plan, mode, bufs, SUMS, &out, &src)))
         return s;
     size_t bytes = clnorm_plan_sums_count(plan) * CLNORM_SUMS_FLOATS * sizeof(float);
     clnorm_chain chain;
@@ -563,9 +579,11 @@ clnorm_status clnorm_backward_with_sums(clnorm_plan *plan, clnorm_mode mode, cl_
 {
     clnorm_status s = clnorm_call_begin(plan, num_wait, wait, done);
     stats_source src = {0};
-    if (s || (s = check_storage(plan)) ||
-        (s = check_backward(plan, mode, bufs, WITH_SUMS, &src)) ||
-        (s = check_sums(plan, sums, CLNORM_READS)))
+    if (s)
+        return s;
+    clnorm_role given = sums_role(plan, sums, CLNORM_READS);
+    if ((s = check_storage(plan)) ||
+        (s = check_backward(plan, mode, bufs, WITH_SUMS, &given, &src)))
         return s;
     size_t own = plan->stats_count ? plan->elements / plan->stats_count : 0;
     if (count < own || count == 0)

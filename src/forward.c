@@ -7,7 +7,8 @@
 /* given: the statistics come with the call (clnorm_forward_with_moments), never from the
  * running ones, which only TRAINING touches, to update them. */
 static clnorm_status check_forward(const clnorm_plan *plan, clnorm_mode mode,
-                                   const clnorm_buffers *b, int given, int *use_running)
+                                   const clnorm_buffers *b, int given, const clnorm_role *extra,
+                                   int *use_running)
 {
     const clnorm_desc *d = &plan->desc;
     clnorm_status s;
@@ -33,6 +34,8 @@ static clnorm_status check_forward(const clnorm_plan *plan, clnorm_mode mode,
         {"bufs.save_mean", b->save_mean, stats, 0,
          *use_running || d->kind == CLNORM_RMS ? 0 : W, NULL},
         {"bufs.save_invstd", b->save_invstd, stats, 0, *use_running ? 0 : W, NULL},
+        /* the call's own argument (the moments given), checked with the rest for overlaps */
+        extra ? *extra : (clnorm_role){"", NULL, 0, 0, 0, NULL},
     };
     return clnorm_roles_check(plan->ctx, roles, sizeof roles / sizeof roles[0]);
 }
@@ -210,7 +213,7 @@ clnorm_status clnorm_forward(clnorm_plan *plan, clnorm_mode mode, const clnorm_b
     if (s)
         return s;
     int use_running = 0;
-    s = check_forward(plan, mode, bufs, 0, &use_running);
+    s = check_forward(plan, mode, bufs, 0, NULL, &use_running);
     if (s)
         return s;
 
@@ -246,15 +249,25 @@ clnorm_status clnorm_forward_check(clnorm_plan *plan, clnorm_mode mode,
 {
     clnorm_status s = clnorm_call_begin(plan, 0, NULL, NULL);
     int use_running = 0;
-    return s ? s : check_forward(plan, mode, bufs, given != 0, &use_running);
+    if (s || (s = check_forward(plan, mode, bufs, given != 0, NULL, &use_running)) || !given)
+        return s;
+    /* What clnorm_forward_with_moments will need, made now: its scratch, and for BATCH with
+     * n = 0 the plan whose kernels write the per-channel results. */
+    pthread_mutex_lock(&plan->lock);
+    clnorm_plan *k = plan;
+    if (plan->elements == 0 && plan->desc.kind == CLNORM_BATCH)
+        s = clnorm_plan_zero_batch(plan, &k);
+    if (!s && (k != plan || plan->elements > 0))
+        s = clnorm_plan_forward_scratch(k);
+    pthread_mutex_unlock(&plan->lock);
+    return s;
 }
 
-static clnorm_status check_moments(const clnorm_plan *plan, cl_mem moments, int access)
+static clnorm_role moments_role(const clnorm_plan *plan, cl_mem moments, int access)
 {
-    clnorm_role role = {"moments", moments,
-                        plan->stats_count * CLNORM_MOMENTS_FLOATS * sizeof(float), 1, access,
-                        NULL};
-    return clnorm_roles_check(plan->ctx, &role, 1);
+    return (clnorm_role){"moments", moments,
+                         plan->stats_count * CLNORM_MOMENTS_FLOATS * sizeof(float), 1, access,
+                         NULL};
 }
 
 clnorm_status clnorm_moments(clnorm_plan *plan, cl_mem x, cl_mem moments, cl_uint num_wait,
@@ -295,8 +308,8 @@ clnorm_status clnorm_forward_with_moments(clnorm_plan *plan, clnorm_mode mode, c
     if (s)
         return s;
     int use_running = 0;
-    if ((s = check_forward(plan, mode, bufs, 1, &use_running)) ||
-        (s = check_moments(plan, moments, CLNORM_READS)))
+    clnorm_role given = moments_role(plan, moments, CLNORM_READS);
+    if ((s = check_forward(plan, mode, bufs, 1, &given, &use_running)))
         return s;
     const clnorm_desc *d = &plan->desc;
     int update = mode == CLNORM_TRAINING && bufs->running_mean;

@@ -248,7 +248,7 @@ struct clnorm_plan {
     cl_mem bwd_row_partials;
     /* BATCH with n = 0 has no program of its own; the with_* calls that write per-channel
      * results (save_*, running statistics, dgamma, dbeta) run this plan's kernels (the same
-     * descriptor with n = d = 1), made by their first call. */
+     * descriptor with n = 1), made by their first call or by a check with given = 1. */
     struct clnorm_plan *zero_batch;
     pthread_mutex_t lock;          /* kernel arguments, scratch and last event */
     cl_event last;                 /* last command of the previous call (out-of-order queues) */

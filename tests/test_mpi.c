@@ -103,7 +103,8 @@ static void one_case(clnorm_layout layout, clnorm_dtype dtype, clnorm_mode mode,
     ref_backward(&whole, constants ? CLNORM_INFERENCE : CLNORM_TRAINING, &in, &bo);
 
     clnorm_plan *plan;
-    CLNORM_OK(ctx, clnorm_plan_create(ctx, &mine, &plan));
+    plan = NULL; /* a failed plan still takes part (a NULL plan is refused everywhere) */
+    EXPECT(clnorm_plan_create(ctx, &mine, &plan) == CLNORM_SUCCESS, "plan: %s", clnorm_context_last_error(ctx));
     size_t bytes = mine.n * sample * es;
     run runs[2];
     for (int k = 0; k < 2; ++k) {
@@ -225,7 +226,8 @@ static void refusals(void)
     b.x = buffer(NULL, bytes);
     b.y = buffer(NULL, bytes);
     clnorm_plan *plan;
-    CLNORM_OK(ctx, clnorm_plan_create(ctx, &d, &plan));
+    plan = NULL; /* a failed plan still takes part (a NULL plan is refused everywhere) */
+    EXPECT(clnorm_plan_create(ctx, &d, &plan) == CLNORM_SUCCESS, "plan: %s", clnorm_context_last_error(ctx));
     clnorm_status s = clnorm_mpi_forward(plan, MPI_COMM_NULL, CLNORM_TRAINING, &b, 0, NULL, NULL);
     EXPECT(s == CLNORM_ERROR_INVALID_ARGUMENT && strstr(clnorm_context_last_error(ctx), "comm"),
            "MPI_COMM_NULL: %s", clnorm_context_last_error(ctx));
@@ -238,10 +240,38 @@ static void refusals(void)
     const char *want = rank == 0 ? "bufs.y" : "rank 0";
     EXPECT(s == CLNORM_ERROR_INVALID_ARGUMENT && strstr(clnorm_context_last_error(ctx), want),
            "a rank without y: %s: %s", clnorm_status_string(s), clnorm_context_last_error(ctx));
+    if (size > 1) {
+        /* two ranks refuse: rank 0 (no y) and the last (a NULL plan); each keeps its own
+         * reason, the others name rank 0 */
+        clnorm_plan *p = rank == size - 1 ? NULL : plan;
+        s = clnorm_mpi_forward(p, MPI_COMM_WORLD, CLNORM_TRAINING, &bad, 0, NULL, NULL);
+        want = rank == 0 ? "bufs.y" : rank == size - 1 ? "plan: NULL" : "rank 0";
+        EXPECT(s == CLNORM_ERROR_INVALID_ARGUMENT &&
+                   strstr(clnorm_context_last_error(rank == size - 1 ? NULL : ctx), want),
+               "two ranks refusing: %s: %s", clnorm_status_string(s),
+               clnorm_context_last_error(rank == size - 1 ? NULL : ctx));
+        /* forward on rank 0, backward on the others */
+        clnorm_buffers sb = b;
+        sb.dy = b.x;
+        sb.dx = b.y;
+        cl_mem sm = buffer(NULL, d.c * 4), si = buffer(NULL, d.c * 4);
+        sb.save_mean = sm;
+        sb.save_invstd = si;
+        s = rank == 0 ? clnorm_mpi_forward(plan, MPI_COMM_WORLD, CLNORM_TRAINING, &b, 0, NULL, NULL)
+                      : clnorm_mpi_backward(plan, MPI_COMM_WORLD, CLNORM_TRAINING, &sb, 0, NULL,
+                                            NULL);
+        EXPECT(s == CLNORM_ERROR_INVALID_ARGUMENT &&
+                   strstr(clnorm_context_last_error(ctx), "forward on one rank"),
+               "forward against backward: %s: %s", clnorm_status_string(s),
+               clnorm_context_last_error(ctx));
+        clReleaseMemObject(sm);
+        clReleaseMemObject(si);
+    }
     clnorm_plan_release(plan);
     if (size > 1) { /* plans that differ in eps */
         d.eps = rank == 0 ? 1e-5f : 1e-3f;
-        CLNORM_OK(ctx, clnorm_plan_create(ctx, &d, &plan));
+        plan = NULL; /* a failed plan still takes part (a NULL plan is refused everywhere) */
+    EXPECT(clnorm_plan_create(ctx, &d, &plan) == CLNORM_SUCCESS, "plan: %s", clnorm_context_last_error(ctx));
         s = clnorm_mpi_forward(plan, MPI_COMM_WORLD, CLNORM_TRAINING, &b, 0, NULL, NULL);
         EXPECT(s == CLNORM_ERROR_INVALID_ARGUMENT &&
                    strstr(clnorm_context_last_error(ctx), "desc.eps"),
@@ -263,13 +293,17 @@ static void per_sample_kinds_are_local(void)
     for (size_t i = 0; i < n; ++i)
         x[i] = (float)harness_normal(&rng);
     clnorm_plan *plan;
-    CLNORM_OK(ctx, clnorm_plan_create(ctx, &d, &plan));
+    plan = NULL; /* a failed plan still takes part (a NULL plan is refused everywhere) */
+    EXPECT(clnorm_plan_create(ctx, &d, &plan) == CLNORM_SUCCESS, "plan: %s", clnorm_context_last_error(ctx));
     clnorm_buffers b = {0};
     b.x = buffer(x, n * 4);
     b.y = buffer(NULL, n * 4);
-    CLNORM_OK(ctx, clnorm_mpi_forward(plan, MPI_COMM_WORLD, CLNORM_TRAINING, &b, 0, NULL, NULL));
+    EXPECT(clnorm_mpi_forward(plan, MPI_COMM_WORLD, CLNORM_TRAINING, &b, 0, NULL, NULL) ==
+               CLNORM_SUCCESS,
+           "LAYER: %s", clnorm_context_last_error(ctx));
     harness_read(b.y, y1, n * 4);
-    CLNORM_OK(ctx, clnorm_forward(plan, CLNORM_TRAINING, &b, 0, NULL, NULL));
+    EXPECT(clnorm_forward(plan, CLNORM_TRAINING, &b, 0, NULL, NULL) == CLNORM_SUCCESS, "LAYER: %s",
+           clnorm_context_last_error(ctx));
     harness_read(b.y, y2, n * 4);
     EXPECT(memcmp(y1, y2, n * 4) == 0, "LAYER: the synchronized call differs from the local one");
     clReleaseMemObject(b.x);

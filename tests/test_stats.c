@@ -443,6 +443,24 @@ START_TEST(split_equals_whole)
 }
 END_TEST
 
+/* Chan's formula over one group's sets in the order given, in double: the specification. */
+static void chan_in_order(const float *sets, const int *order, int k, float *out)
+{
+    double n = 0, mean = 0, m2 = 0;
+    for (int j = 0; j < k; ++j) {
+        const float *m = sets + 3 * order[j];
+        if (m[0] == 0)
+            continue;
+        double nb = m[0], delta = m[1] - mean, total = n + nb;
+        mean += delta * (nb / total);
+        m2 += m[2] + delta * delta * (n * (nb / total));
+        n = total;
+    }
+    out[0] = (float)n;
+    out[1] = (float)mean;
+    out[2] = (float)m2;
+}
+
 START_TEST(merge_skips_empty_sets_and_keeps_order)
 {
     /* three sets of one group: (2, 1, 0.5), empty, (2, 3, 0.5) */
@@ -454,10 +472,27 @@ START_TEST(merge_skips_empty_sets_and_keeps_order)
     memcpy(copy, sets, sizeof copy);
     clnorm_moments_merge(copy, 3, 1, copy); /* in place */
     ck_assert(memcmp(copy, out, sizeof out) == 0);
+    /* uneven sets, whose merge rounds differently in different orders: the order given */
+    const float uneven[] = {3, 1000.1f, 0.7f, 5, 999.7f, 1.9f, 7, 1000.37f, 0.3f, 1, 998.9f, 0};
+    const int forward[] = {0, 1, 2, 3}, backward[] = {3, 2, 1, 0};
+    float want[3], got[3], reversed[12], want_rev[3], got_rev[3];
+    chan_in_order(uneven, forward, 4, want);
+    clnorm_moments_merge(uneven, 4, 1, got);
+    ck_assert(memcmp(got, want, sizeof got) == 0);
+    for (int j = 0; j < 4; ++j)
+        memcpy(reversed + 3 * j, uneven + 3 * backward[j], 3 * sizeof(float));
+    chan_in_order(uneven, backward, 4, want_rev);
+    clnorm_moments_merge(reversed, 4, 1, got_rev);
+    ck_assert(memcmp(got_rev, want_rev, sizeof got_rev) == 0);
     const float sums[] = {1, 2, 0.5f, 0.25f, 3, 4, 8, 16};
     float s[4];
     clnorm_sums_merge(sums, 2, 2, s);
     ck_assert(s[0] == 4 && s[1] == 6 && s[2] == 8.5f && s[3] == 16.25f);
+    /* sums in order: 1e8 + 1 - 1e8 is 1 in double, whatever float would make of it */
+    const float big[] = {1e8f, 0, 1, 0, -1e8f, 0}; /* three sets of one slice */
+    float b[2];
+    clnorm_sums_merge(big, 3, 1, b);
+    ck_assert(b[0] == 1 && b[1] == 0);
 }
 END_TEST
 
@@ -501,6 +536,38 @@ START_TEST(refusals_name_the_field)
     float back[2];
     harness_read(small, back, 8);
     ck_assert(back[0] == 7 && back[1] == 7);
+    /* forward with moments too small, or sharing bytes with an output: y untouched */
+    cl_mem y = harness_buffer(NULL, 24 * 4), moments = harness_buffer(NULL, 12 * 4);
+    const float nan_fill = NAN;
+    harness_finish();
+    CL_OK(clEnqueueFillBuffer(clnorm_context_queue(ctx), y, &nan_fill, sizeof nan_fill, 0, 96, 0,
+                              NULL, NULL));
+    harness_finish();
+    clnorm_buffers f = {0};
+    f.x = x;
+    f.y = y;
+    f.save_mean = sm;
+    ck_assert_int_eq(clnorm_forward_with_moments(plan, CLNORM_TRAINING, small, &f, 0, NULL, NULL),
+                     CLNORM_ERROR_INVALID_ARGUMENT);
+    ck_assert_msg(strstr(clnorm_context_last_error(ctx), "moments"), "%s",
+                  clnorm_context_last_error(ctx));
+    f.save_mean = moments; /* written while the moments are read */
+    ck_assert_int_eq(
+        clnorm_forward_with_moments(plan, CLNORM_TRAINING, moments, &f, 0, NULL, NULL),
+        CLNORM_ERROR_INVALID_ARGUMENT);
+    ck_assert_msg(strstr(clnorm_context_last_error(ctx), "moments"), "%s",
+                  clnorm_context_last_error(ctx));
+    float yback[24];
+    harness_read(y, yback, sizeof yback);
+    for (int i = 0; i < 24; ++i)
+        ck_assert(isnan(yback[i]));
+    /* sums written over x */
+    ck_assert_int_eq(clnorm_backward_sums(plan, CLNORM_TRAINING, &b, x, 0, NULL, NULL),
+                     CLNORM_ERROR_INVALID_ARGUMENT);
+    ck_assert_msg(strstr(clnorm_context_last_error(ctx), "sums"), "%s",
+                  clnorm_context_last_error(ctx));
+    clReleaseMemObject(y);
+    clReleaseMemObject(moments);
     ck_assert_int_eq(clnorm_forward_check(plan, CLNORM_TRAINING, &b, 1),
                      CLNORM_ERROR_INVALID_ARGUMENT); /* no y */
     ck_assert_msg(strstr(clnorm_context_last_error(ctx), "bufs.y"), "%s",

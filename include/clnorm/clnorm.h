@@ -244,6 +244,8 @@ CLNORM_API clnorm_status clnorm_backward(clnorm_plan *plan, clnorm_mode mode,
  *       and GROUP, dgamma and dbeta come from the sums (BATCH: the merged sums themselves);
  *       for LAYER and RMS, whose parameters are per element, they are this part's own sums.
  *
+ * Merged moments of count 0 or 1 give NaN variances (save_invstd, running_var): a layer
+ * refuses them before (clnorm_mpi does).
  * Results are the same bits whenever the same inputs meet in the same order. A part with n = 0
  * still takes part: its moments and sums are zero, and with BATCH the with_* calls still write
  * save_*, running statistics, dgamma and dbeta (the first such call builds a program).
@@ -299,6 +301,9 @@ CLNORM_API clnorm_status clnorm_backward_with_sums(clnorm_plan *plan, clnorm_mod
  * (given = 0) or clnorm_forward_with_moments' (given = 1); clnorm_backward's, or
  * clnorm_backward_with_sums' together with clnorm_backward_sums' (given = 1). For layers that
  * must know every part can run before they exchange (clnorm_mpi). The message is in last_error.
+ * given = 1 also makes what the split calls will need (their programs and scratch, and for a
+ * BATCH plan with n = 0 the program that writes its per-channel results), so that after a
+ * successful check only an OpenCL failure can still refuse them.
  */
 CLNORM_API clnorm_status clnorm_forward_check(clnorm_plan *plan, clnorm_mode mode,
                                               const clnorm_buffers *bufs, int given);

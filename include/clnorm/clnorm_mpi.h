@@ -10,9 +10,10 @@
  * CLNORM_BATCH: statistics over every rank's N*D values per channel. Forward normalizes each
  * rank's x with them, writes them to save_mean / save_invstd and updates the running statistics
  * from them (the variance unbiased with the global count) on every rank; INFERENCE with running
- * statistics needs no exchange. Backward's dx flows through the global statistics (save_mean
- * and save_invstd from the synchronized forward are required in TRAINING), and dgamma / dbeta
- * are the global sums. Other kinds normalize per sample: their calls equal the local ones.
+ * statistics needs no exchange. Backward's dx flows through the global statistics: save_mean
+ * and save_invstd from the synchronized forward are required, except in INFERENCE with running
+ * statistics, which are then the constants; dgamma / dbeta are the global sums. Other kinds
+ * normalize per sample: their calls equal the local ones.
  *
  * The exchange is MPI_Allgather of each rank's moments (3*C floats) or sums (2*C floats),
  * merged on every rank in rank order: save_*, running statistics, dgamma and dbeta are the same
@@ -21,10 +22,14 @@
  *
  * These calls block for the exchange: they wait for the local moments or sums, exchange them,
  * and return once the rest is enqueued (done as for clnorm_forward). A rank whose arguments are
- * refused, or whose plan differs from rank 0's, makes the call return an error on every rank
- * (its own status on that rank, CLNORM_ERROR_INVALID_ARGUMENT on the others, with the rank
- * and the reason in last_error), never a hang. MPI not initialized, or comm MPI_COMM_NULL:
- * CLNORM_ERROR_INVALID_ARGUMENT.
+ * refused (a NULL plan too), whose plan differs from rank 0's, or that calls forward where
+ * another calls backward, makes the call return an error on every rank (its own status on
+ * that rank, CLNORM_ERROR_INVALID_ARGUMENT on the others, with the rank and the reason in
+ * last_error), never a hang; so does a rank that fails to compute its moments or sums. The
+ * checks before the exchanges also build what the rest needs (clnorm_forward_check with
+ * given = 1), so that after them only an OpenCL failure can refuse the rest, on its own rank.
+ * MPI not initialized, or comm MPI_COMM_NULL: CLNORM_ERROR_INVALID_ARGUMENT (a rank whose
+ * comm is unusable cannot tell the others).
  */
 #ifndef CLNORM_CLNORM_MPI_H
 #define CLNORM_CLNORM_MPI_H

@@ -18,7 +18,8 @@
 
 /* What every rank must agree on, and its own state; sent as bytes. */
 typedef struct record {
-    int32_t kind, layout, dtype, y_dtype, mode, running, status, pad;
+    int32_t kind, layout, dtype, y_dtype, mode, running, status;
+    int32_t backward; /* which call: clnorm_mpi_forward (0) or clnorm_mpi_backward (1) */
     uint64_t n, c, d, groups;
     uint32_t eps, momentum; /* the floats' bits: equal means the same bits */
     char message[200];      /* why a rank refused the call */
@@ -60,68 +61,70 @@ static clnorm_status check_comm(clnorm_context *ctx, MPI_Comm comm, int *size, i
     return CLNORM_SUCCESS;
 }
 
-/* The first exchange. local: the status of this rank's own checks. On success *total is the
- * sum of every rank's n. */
+/* The first exchange. local: the status of this rank's own checks (plan NULL: a refusal of
+ * its own). On success *total is the sum of every rank's n. records: room for size records. */
 static clnorm_status agree(clnorm_plan *plan, MPI_Comm comm, int size, int rank,
-                           clnorm_mode mode, const clnorm_buffers *bufs, clnorm_status local,
-                           uint64_t *total)
+                           clnorm_mode mode, const clnorm_buffers *bufs, int backward,
+                           clnorm_status local, record *all, uint64_t *total)
 {
     clnorm_context *ctx = clnorm_plan_context(plan);
-    const clnorm_desc *d = clnorm_plan_desc(plan);
     record mine;
     memset(&mine, 0, sizeof mine);
-    mine.kind = (int32_t)d->kind;
-    mine.layout = (int32_t)d->layout;
-    mine.dtype = (int32_t)d->dtype;
-    mine.y_dtype = (int32_t)d->y_dtype;
+    if (plan) {
+        const clnorm_desc *d = clnorm_plan_desc(plan);
+        mine.kind = (int32_t)d->kind;
+        mine.layout = (int32_t)d->layout;
+        mine.dtype = (int32_t)d->dtype;
+        mine.y_dtype = (int32_t)d->y_dtype;
+        mine.n = d->n;
+        mine.c = d->c;
+        mine.d = d->d;
+        mine.groups = d->kind == CLNORM_GROUP ? d->groups : 0;
+        mine.eps = bits(d->eps);
+        mine.momentum = bits(d->momentum);
+    }
     mine.mode = (int32_t)mode;
     mine.running = bufs && bufs->running_mean != NULL;
+    mine.backward = backward;
     mine.status = (int32_t)local;
-    mine.n = d->n;
-    mine.c = d->c;
-    mine.d = d->d;
-    mine.groups = d->kind == CLNORM_GROUP ? d->groups : 0;
-    mine.eps = bits(d->eps);
-    mine.momentum = bits(d->momentum);
     if (local)
         snprintf(mine.message, sizeof mine.message, "%s", clnorm_context_last_error(ctx));
-    record *all = malloc((size_t)size * sizeof *all);
-    if (!all) /* every rank still has to take part: an unknown status fails them all */
-        return fail(ctx, CLNORM_ERROR_OUT_OF_MEMORY, "clnorm_mpi: out of memory");
     if (MPI_Allgather(&mine, sizeof mine, MPI_BYTE, all, sizeof mine, MPI_BYTE, comm) !=
-        MPI_SUCCESS) {
-        free(all);
-        return fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT, "comm: MPI_Allgather failed");
-    }
-    clnorm_status s = CLNORM_SUCCESS;
+        MPI_SUCCESS)
+        return local ? local
+                     : fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT, "comm: MPI_Allgather failed");
+    /* a rank refused by its own checks keeps its own status and message */
+    if (local)
+        return local;
     *total = 0;
-    for (int r = 0; r < size && !s; ++r) {
+    for (int r = 0; r < size; ++r) /* refusals first: a refused rank's record is not a plan's */
+        if (all[r].status && r != rank)
+            return fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT, "comm: rank %d refused the call: %s",
+                        r, all[r].message);
+    for (int r = 0; r < size; ++r) {
         const record *o = &all[r], *z = &all[0];
-        const char *field = o->kind != z->kind       ? "desc.kind"
-                            : o->layout != z->layout ? "desc.layout"
-                            : o->dtype != z->dtype   ? "desc.dtype"
+        const char *field = o->backward != z->backward ? "the call (forward on one rank, "
+                                                         "backward on another)"
+                            : o->kind != z->kind       ? "desc.kind"
+                            : o->layout != z->layout   ? "desc.layout"
+                            : o->dtype != z->dtype     ? "desc.dtype"
                             : o->y_dtype != z->y_dtype ? "desc.y_dtype"
-                            : o->c != z->c           ? "desc.c"
-                            : o->d != z->d           ? "desc.d"
-                            : o->groups != z->groups ? "desc.groups"
-                            : o->eps != z->eps       ? "desc.eps"
+                            : o->c != z->c             ? "desc.c"
+                            : o->d != z->d             ? "desc.d"
+                            : o->groups != z->groups   ? "desc.groups"
+                            : o->eps != z->eps         ? "desc.eps"
                             : o->momentum != z->momentum ? "desc.momentum"
-                            : o->mode != z->mode     ? "mode"
+                            : o->mode != z->mode       ? "mode"
                             : o->running != z->running ? "bufs.running_mean"
                                                        : NULL;
         if (field)
-            s = fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT,
-                     "comm: rank %d's call differs from rank 0's in %s (every rank's plan must "
-                     "agree on all but n)",
-                     r, field);
-        else if (o->status && r != rank)
-            s = fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT, "comm: rank %d refused the call: %s",
-                     r, o->message);
+            return fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT,
+                        "comm: rank %d's call differs from rank 0's in %s (every rank's plan "
+                        "must agree on all but n)",
+                        r, field);
         *total += o->n;
     }
-    free(all);
-    /* a rank refused by its own checks keeps its own status and message */
-    return local ? local : s;
+    return CLNORM_SUCCESS;
 }
 
 /* The second exchange's memory, allocated before the first, so that a rank short of memory
@@ -129,12 +132,16 @@ static clnorm_status agree(clnorm_plan *plan, MPI_Comm comm, int size, int rank,
 typedef struct exchange {
     size_t count;         /* floats per rank */
     float *mine, *sets;   /* this rank's floats; every rank's, in rank order */
-    unsigned char *send, *all; /* records of a status and count floats */
+    unsigned char *send, *all; /* records of a status, a message and count floats */
+    record *records;      /* the first exchange's */
 } exchange;
+
+/* The second exchange's record: a status, why it failed, then the floats. */
+#define HEAD 208
 
 static int exchange_alloc(exchange *x, size_t count, int size)
 {
-    size_t bytes = 8 + count * sizeof(float);
+    size_t bytes = HEAD + count * sizeof(float);
     x->count = count;
     x->mine = malloc(count * sizeof(float) + 1);
     x->sets = malloc(count * (size_t)size * sizeof(float) + 1);
@@ -149,6 +156,7 @@ static void exchange_free(exchange *x)
     free(x->sets);
     free(x->send);
     free(x->all);
+    free(x->records);
 }
 
 /* The second exchange: this rank's floats (x->mine, unless local failed), gathered from every
@@ -156,25 +164,28 @@ static void exchange_free(exchange *x)
 static clnorm_status gather(clnorm_context *ctx, MPI_Comm comm, int size, clnorm_status local,
                             exchange *x)
 {
-    size_t bytes = 8 + x->count * sizeof(float);
+    size_t bytes = HEAD + x->count * sizeof(float);
     int32_t status = (int32_t)local;
     memset(x->send, 0, bytes);
     memcpy(x->send, &status, sizeof status);
-    if (!local)
-        memcpy(x->send + 8, x->mine, x->count * sizeof(float));
+    if (local)
+        snprintf((char *)x->send + 8, HEAD - 8, "%s", clnorm_context_last_error(ctx));
+    else
+        memcpy(x->send + HEAD, x->mine, x->count * sizeof(float));
     if (MPI_Allgather(x->send, (int)bytes, MPI_BYTE, x->all, (int)bytes, MPI_BYTE, comm) !=
         MPI_SUCCESS)
         return local ? local : fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT, "comm: MPI_Allgather failed");
     for (int r = 0; r < size; ++r) {
-        int32_t theirs;
-        memcpy(&theirs, x->all + (size_t)r * bytes, sizeof theirs);
-        if (theirs)
+        const unsigned char *theirs = x->all + (size_t)r * bytes;
+        int32_t st;
+        memcpy(&st, theirs, sizeof st);
+        if (st)
             return local ? local
                          : fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT,
-                                "comm: rank %d could not compute its part (%s)", r,
-                                clnorm_status_string((clnorm_status)theirs));
-        memcpy(x->sets + (size_t)r * x->count, x->all + (size_t)r * bytes + 8,
-               x->count * sizeof(float));
+                                "comm: rank %d could not compute its part: %s: %.*s", r,
+                                clnorm_status_string((clnorm_status)st), HEAD - 8,
+                                (const char *)theirs + 8);
+        memcpy(x->sets + (size_t)r * x->count, theirs + HEAD, x->count * sizeof(float));
     }
     return local;
 }
@@ -185,9 +196,12 @@ static cl_mem scratch(clnorm_context *ctx, size_t count, clnorm_status *s)
     cl_int err;
     cl_mem m = clCreateBuffer(clnorm_context_cl(ctx), CL_MEM_READ_WRITE,
                               (count ? count : 1) * sizeof(float), NULL, &err);
-    if (err != CL_SUCCESS)
-        *s = fail(ctx, CLNORM_ERROR_OUT_OF_MEMORY, "clCreateBuffer: %d (the exchange's %zu floats)",
-                  (int)err, count);
+    if (err != CL_SUCCESS) {
+        int memory = err == CL_MEM_OBJECT_ALLOCATION_FAILURE || err == CL_OUT_OF_HOST_MEMORY ||
+                     err == CL_OUT_OF_RESOURCES;
+        *s = fail(ctx, memory ? CLNORM_ERROR_OUT_OF_MEMORY : CLNORM_ERROR_OPENCL,
+                  "clCreateBuffer: OpenCL error %d (the exchange's %zu floats)", (int)err, count);
+    }
     return m;
 }
 
@@ -222,24 +236,34 @@ static clnorm_status begin(clnorm_plan *plan, MPI_Comm comm, clnorm_mode mode,
                            const clnorm_buffers *bufs, int backward, int *size, int *rank,
                            int *sync, uint64_t *total, exchange *x)
 {
-    if (!plan)
-        return clnorm_context_set_error(NULL, CLNORM_ERROR_INVALID_ARGUMENT, "plan: NULL");
     clnorm_context *ctx = clnorm_plan_context(plan);
     clnorm_status s = check_comm(ctx, comm, size, rank);
     if (s)
         return s;
+    /* From here every rank takes part in the first exchange, whatever is wrong with its call:
+     * a rank that returned early would leave the others waiting in it. Its record array is the
+     * one allocation that comes first; without it this rank cannot take part. */
+    x->records = malloc((size_t)*size * sizeof(record));
+    if (!x->records)
+        return fail(ctx, CLNORM_ERROR_OUT_OF_MEMORY, "clnorm_mpi: out of memory for %d records",
+                    *size);
+    clnorm_status local = CLNORM_SUCCESS;
+    int constants = bufs && bufs->running_mean && mode == CLNORM_INFERENCE;
     const clnorm_desc *d = clnorm_plan_desc(plan);
     /* INFERENCE with running statistics: constants, no exchange (backward still sums dgamma
      * and dbeta over every rank) */
-    int constants = bufs && bufs->running_mean && mode == CLNORM_INFERENCE;
-    *sync = d->kind == CLNORM_BATCH && (backward || !constants);
-    clnorm_status local = backward ? clnorm_backward_check(plan, mode, bufs, *sync)
-                                   : clnorm_forward_check(plan, mode, bufs, *sync);
-    size_t count = backward ? clnorm_plan_sums_count(plan) * CLNORM_SUMS_FLOATS
-                            : clnorm_plan_stats_count(plan) * CLNORM_MOMENTS_FLOATS;
+    *sync = d && d->kind == CLNORM_BATCH && (backward || !constants);
+    if (!plan)
+        local = clnorm_context_set_error(NULL, CLNORM_ERROR_INVALID_ARGUMENT, "plan: NULL");
+    else
+        local = backward ? clnorm_backward_check(plan, mode, bufs, *sync)
+                         : clnorm_forward_check(plan, mode, bufs, *sync);
+    size_t count = !plan      ? 0
+                   : backward ? clnorm_plan_sums_count(plan) * CLNORM_SUMS_FLOATS
+                              : clnorm_plan_stats_count(plan) * CLNORM_MOMENTS_FLOATS;
     if (!exchange_alloc(x, count, *size) && !local)
         local = fail(ctx, CLNORM_ERROR_OUT_OF_MEMORY, "clnorm_mpi: out of memory");
-    if ((s = agree(plan, comm, *size, *rank, mode, bufs, local, total)))
+    if ((s = agree(plan, comm, *size, *rank, mode, bufs, backward, local, x->records, total)))
         return s;
     if (*sync && !constants && *total * d->d == 1)
         return fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT,
