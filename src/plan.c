@@ -16,6 +16,9 @@
  * (L2 is 0.5-2 MiB per core on current x86), so that the apply sweep re-reads the row from cache.
  * Longer rows take the blocked passes, which spread one row over every core. */
 #define FUSED_MAX_ROW 65536
+/* Problems of up to this many bytes of x take the fused kernels whatever their number of rows
+ * (issue of launch cost: a kernel launch is several microseconds, the whole problem a few). */
+#define SMALL_BYTES (256 * 1024)
 /* The same for a channels-last sample (a [D][C] slab), which one work-item reduces and applies. */
 #define FUSED_MAX_SLAB 262144
 /* GPUs reduce row blocks with a work-group each (the *_rows_wg kernels, CLNORM_WG): 256
@@ -194,6 +197,10 @@ static void choose_fused(clnorm_plan *plan, int narrow)
         return;
     }
     plan->fused_local = clnorm_plan_items_local(plan, items);
+    /* A small problem takes it even with too few rows for every core: one launch, where the
+     * blocked passes take three, costs less than the cores it leaves idle. */
+    if (!plan->fused_local && plan->elements * clnorm_dtype_size(plan->desc.dtype) <= SMALL_BYTES)
+        plan->fused_local = 1;
     if (!plan->fused_local) {
         plan->fused_block = 0;
         plan->fused_slab = 0;
