@@ -152,13 +152,14 @@ static clnorm_status check_backward(const clnorm_plan *plan, clnorm_mode mode,
     const clnorm_context *ctx = plan->ctx;
     const clnorm_desc *d = &plan->desc;
     clnorm_status s;
-    if ((s = clnorm_check_call(plan, mode, b, &src->use_running)))
+    if ((s = clnorm_check_call(plan, mode, b, &src->use_running)) ||
+        (s = clnorm_epilogue_check(plan, b, 1)))
         return s;
     size_t bytes = plan->elements * clnorm_dtype_size(d->dtype);
     size_t params = clnorm_param_bytes(d);
     size_t stats = plan->stats_count * sizeof(float);
     int data = plan->elements > 0;
-    int rms = d->kind == CLNORM_RMS;
+    int rms = d->kind == CLNORM_RMS, act = d->activation != CLNORM_ACTIVATION_NONE;
     if (!rms && !b->save_mean != !b->save_invstd)
         return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT,
                            "bufs.%s: required when bufs.%s is given (both or neither)",
@@ -179,6 +180,11 @@ static clnorm_status check_backward(const clnorm_plan *plan, clnorm_mode mode,
         {"bufs.running_var", b->running_var, running, 0, src->use_running ? R : 0, NULL},
         {"bufs.save_mean", b->save_mean, stats, 0, rms ? 0 : saved, NULL}, /* RMS: unused */
         {"bufs.save_invstd", b->save_invstd, stats, 0, saved, NULL},
+        /* the epilogue: z = gamma*hhat + beta + residual is recomputed where act' needs it */
+        {"bufs.skip", b->skip, bytes, 0, R, NULL},
+        {"bufs.residual", b->residual, bytes, 0, act ? R : 0, NULL},
+        {"bufs.beta", b->beta, params, 0, act ? R : 0, NULL},
+        {"bufs.dresidual", b->dresidual, bytes, 0, W, NULL},
     };
     if ((s = clnorm_roles_check(ctx, roles, sizeof roles / sizeof roles[0])))
         return s;
@@ -396,7 +402,7 @@ static clnorm_status enqueue_backward(clnorm_plan *plan, clnorm_chain *chain,
     if (src->use_running)
         s = enqueue_running_stats(plan, chain, b);
     else if (src->own)
-        s = clnorm_forward_statistics(plan, chain, b->x);
+        s = clnorm_forward_statistics(plan, chain, b->x, b->skip);
     if (s)
         return s;
     if (plan->bwd_rows_per_item)
@@ -433,6 +439,10 @@ clnorm_status clnorm_backward(clnorm_plan *plan, clnorm_mode mode, const clnorm_
     s = check_backward(plan, mode, bufs, &src);
     if (s)
         return s;
+    if (clnorm_epilogue_any(plan, bufs))
+        return clnorm_fail(plan->ctx, CLNORM_ERROR_UNSUPPORTED,
+                           "bufs.skip, bufs.residual, desc.activation: backward through an "
+                           "epilogue is not implemented yet");
 
     clnorm_chain chain;
     pthread_mutex_lock(&plan->lock);

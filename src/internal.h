@@ -311,6 +311,13 @@ size_t clnorm_param_bytes(const clnorm_desc *desc);
 clnorm_status clnorm_check_call(const clnorm_plan *plan, clnorm_mode mode,
                                 const clnorm_buffers *b, int *use_running);
 
+/* The epilogue's own rules (DESIGN.md section 11): sum only with skip, each pass's buffers
+ * only (forward's sum, backward's dresidual), none of skip, residual or sum with integer x. */
+clnorm_status clnorm_epilogue_check(const clnorm_plan *plan, const clnorm_buffers *b,
+                                    int backward);
+/* Whether a call has an epilogue: one of its buffers, or an activation. */
+int clnorm_epilogue_any(const clnorm_plan *plan, const clnorm_buffers *b);
+
 /* One buffer a call is handed (buffers.c). */
 enum { CLNORM_READS = 1, CLNORM_WRITES = 2 }; /* access: 0 for a role this call never touches */
 typedef struct clnorm_role {
@@ -319,7 +326,8 @@ typedef struct clnorm_role {
     size_t bytes; /* what the call touches, from offset 0 */
     int required;
     int access;
-    const char *in_place; /* the field this one may be exactly (y: "bufs.x"), or NULL */
+    const char *in_place; /* the fields this one may be exactly, space-separated (y: "bufs.x"),
+                           * or NULL */
 } clnorm_role;
 /* Every role present where required, a buffer of the plan's context, large enough, with flags
  * that allow its access, and no written role sharing bytes with another but its in-place one. */
@@ -376,7 +384,9 @@ clnorm_status clnorm_set_args(const clnorm_context *ctx, cl_kernel kernel, const
                               const clnorm_karg *args, cl_uint count);
 
 
-/* Forward's statistics passes on x alone, into plan->stats (for a backward without save_*). */
-clnorm_status clnorm_forward_statistics(clnorm_plan *plan, clnorm_chain *chain, cl_mem x);
+/* Forward's statistics passes on h = x + skip (skip may be NULL) alone, into plan->stats (for a
+ * backward without save_*). */
+clnorm_status clnorm_forward_statistics(clnorm_plan *plan, clnorm_chain *chain, cl_mem x,
+                                        cl_mem skip);
 
 #endif

@@ -69,6 +69,13 @@ clnorm_status clnorm_desc_check(const clnorm_context *ctx, const clnorm_desc *d)
     if ((unsigned)d->y_dtype > CLNORM_Y_U16)
         return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT, "desc.y_dtype: unknown value %d",
                            (int)d->y_dtype);
+    if ((unsigned)d->activation > CLNORM_ACTIVATION_GELU_TANH)
+        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT,
+                           "desc.activation: unknown value %d", (int)d->activation);
+    if (!isfinite(d->activation_alpha))
+        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT,
+                           "desc.activation_alpha: must be finite, got %g",
+                           (double)d->activation_alpha);
     if (d->c == 0)
         return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT, "desc.c: must be at least 1");
     if (d->d == 0)
@@ -243,7 +250,8 @@ static void program_options(const clnorm_plan *plan, int backward, size_t wg, ch
     if (ytype != d->dtype)
         snprintf(y_option, sizeof y_option, " -DCLNORM_YTYPE=%d", (int)ytype);
     /* bf16 stores pair elements into uints on little-endian devices (common.clh) */
-    const char *endian = ytype == CLNORM_BF16 && plan->ctx->info.little_endian
+    const char *endian = (ytype == CLNORM_BF16 || d->dtype == CLNORM_BF16) &&
+                                 plan->ctx->info.little_endian
                              ? " -DCLNORM_LITTLE_ENDIAN=1"
                              : "";
     snprintf(out, size,
@@ -645,6 +653,36 @@ clnorm_status clnorm_check_call(const clnorm_plan *plan, clnorm_mode mode,
                                "need more than one, or running statistics in INFERENCE");
     }
     return CLNORM_SUCCESS;
+}
+
+clnorm_status clnorm_epilogue_check(const clnorm_plan *plan, const clnorm_buffers *b,
+                                    int backward)
+{
+    const clnorm_context *ctx = plan->ctx;
+    const clnorm_desc *d = &plan->desc;
+    if (b->sum && !b->skip)
+        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT,
+                           "bufs.sum: given without bufs.skip (sum receives x + skip)");
+    if (backward ? b->sum != NULL : b->dresidual != NULL)
+        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT, "bufs.%s: %s",
+                           backward ? "sum" : "dresidual",
+                           backward ? "forward's output; backward recomputes h from x and skip"
+                                    : "backward's output; forward does not write it");
+    const char *field = b->skip       ? "skip"
+                        : b->residual ? "residual"
+                        : b->sum      ? "sum"
+                                      : NULL;
+    if (field && clnorm_dtype_is_integer(d->dtype))
+        return clnorm_fail(ctx, CLNORM_ERROR_UNSUPPORTED,
+                           "bufs.%s: epilogue tensors are stored as x, and integer storage (%s) "
+                           "takes none (the activation works there)",
+                           field, d->dtype == CLNORM_U8 ? "u8" : "u16");
+    return CLNORM_SUCCESS;
+}
+
+int clnorm_epilogue_any(const clnorm_plan *plan, const clnorm_buffers *b)
+{
+    return b->skip || b->residual || b->sum || plan->desc.activation != CLNORM_ACTIVATION_NONE;
 }
 
 clnorm_status clnorm_set_args(const clnorm_context *ctx, cl_kernel kernel, const char *name,

@@ -341,8 +341,10 @@ static clnorm_status time_against_copy(bench *B, const op *o, double bytes, int 
                                        double *ms, double *copy_ms, result *r)
 {
     size_t floats = ((size_t)bytes / 2 + sizeof(float) - 1) / sizeof(float);
-    clnorm_desc yard = {CLNORM_BATCH, CLNORM_NCHW, CLNORM_F32, 1, 1, floats, 0, EPS, MOMENTUM,
-                        CLNORM_Y_AS_X};
+    clnorm_desc yard = {
+        .kind = CLNORM_BATCH, .layout = CLNORM_NCHW, .dtype = CLNORM_F32, .n = 1, .c = 1,
+        .d = floats, .groups = 0, .eps = EPS, .momentum = MOMENTUM, .y_dtype = CLNORM_Y_AS_X
+    };
     clnorm_plan *plan = NULL;
     /* prepared, not built: only its apply shape is wanted */
     clnorm_status s = clnorm_plan_prepare(B->ctx, &yard, &plan);

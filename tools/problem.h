@@ -117,8 +117,10 @@ static inline int parse_problem(const char *text, clnorm_dtype dtype, problem *o
         return -1;
     }
     memset(out, 0, sizeof *out);
-    out->desc = (clnorm_desc){(clnorm_kind)kind, (clnorm_layout)layout, dtype, n, c, d, groups,
-                              EPS, MOMENTUM, y_dtype};
+    out->desc = (clnorm_desc){
+        .kind = (clnorm_kind)kind, .layout = (clnorm_layout)layout, .dtype = dtype, .n = n, .c = c,
+        .d = d, .groups = groups, .eps = EPS, .momentum = MOMENTUM, .y_dtype = y_dtype
+    };
     out->pass = (bench_pass)pass;
     return 0;
 }

@@ -95,6 +95,20 @@ typedef enum clnorm_y_dtype {
 
 typedef enum clnorm_mode { CLNORM_TRAINING, CLNORM_INFERENCE } clnorm_mode;
 
+/*
+ * Since 0.3: the activation of a fused epilogue, y = act(z) with z = gamma*hhat + beta +
+ * residual (see clnorm_buffers.skip). GELU is the erf form; GELU_TANH PyTorch's
+ * approximate='tanh'. Derivatives follow PyTorch: RELU'(0) = 0, LEAKY_RELU'(0) = alpha.
+ */
+typedef enum clnorm_activation {
+    CLNORM_ACTIVATION_NONE,
+    CLNORM_ACTIVATION_RELU,
+    CLNORM_ACTIVATION_LEAKY_RELU, /* z < 0: activation_alpha * z */
+    CLNORM_ACTIVATION_SILU,       /* z * sigmoid(z) */
+    CLNORM_ACTIVATION_GELU,       /* z * Phi(z) */
+    CLNORM_ACTIVATION_GELU_TANH   /* 0.5 z (1 + tanh(sqrt(2/pi) (z + 0.044715 z^3))) */
+} clnorm_activation;
+
 typedef struct clnorm_desc {
     clnorm_kind kind;
     clnorm_layout layout;
@@ -108,6 +122,10 @@ typedef struct clnorm_desc {
      * y's storage, when it is not x's: bufs.y may then not be bufs.x, and clnorm_backward
      * returns CLNORM_ERROR_UNSUPPORTED (forward only). */
     clnorm_y_dtype y_dtype;
+    /* Since 0.3; zero keeps the 0.2 behaviour. The epilogue's activation, and its slope for
+     * negative inputs (LEAKY_RELU; finite, whatever the activation). */
+    clnorm_activation activation;
+    float activation_alpha;
 } clnorm_desc;
 
 typedef struct clnorm_buffers { /* every tensor role, named once; unused ones stay NULL */
@@ -115,6 +133,19 @@ typedef struct clnorm_buffers { /* every tensor role, named once; unused ones st
     cl_mem gamma, beta, dgamma, dbeta;
     cl_mem running_mean, running_var;
     cl_mem save_mean, save_invstd;
+    /*
+     * Since 0.3: the fused epilogue. Each has x's shape, layout and storage (floating-point x
+     * only: with u8/u16 x they are CLNORM_ERROR_UNSUPPORTED; the activation works there).
+     * Forward: h = x + skip is normalized (x alone when skip is NULL), its statistics are the
+     * saved and running ones, z = gamma*hhat + beta + residual, y = act(z), and sum (only with
+     * skip) receives h. sum may be x or skip; y may be x.
+     * Backward takes forward's x, skip, gamma, beta, residual (and save_*) and recomputes h and
+     * z: dx is dh (also skip's gradient), dresidual = dy*act'(z) (dy without an activation).
+     */
+    cl_mem skip;      /* added before normalizing */
+    cl_mem sum;       /* forward output with skip: h, the residual stream */
+    cl_mem residual;  /* added after: y = act(gamma*hhat + beta + residual) */
+    cl_mem dresidual; /* backward output: the gradient of residual */
 } clnorm_buffers;
 
 typedef struct clnorm_context clnorm_context; /* device, queue, compiled programs, last error */

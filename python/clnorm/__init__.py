@@ -20,7 +20,7 @@ from ._bfloat16 import to_bfloat16, from_bfloat16
 from ._core import Context, Plan
 from ._numpy import normalize, normalize_backward, default_context, Gradients
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "Plan", "Context", "normalize", "normalize_backward", "default_context", "Gradients",
@@ -34,7 +34,7 @@ CacheInfo.__doc__ = "clnorm_cache_info(): usable (bool) and 'on: DIR' or 'off: R
 
 
 def version():
-    """The C library's version (clnorm_version_string), e.g. "0.2.0"."""
+    """The C library's version (clnorm_version_string), e.g. "0.3.0"."""
     return _lib.text(_lib.load().clnorm_version_string())
 
 
