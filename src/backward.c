@@ -91,6 +91,7 @@ static clnorm_status backward_kernels(clnorm_plan *plan)
         {"bwd_rows_param_finalize", &plan->bwd_rows_param_finalize, plan->bwd_rows_per_item != 0},
         {"bwd_slab", &plan->bwd_slab, plan->fused_slab},
         {"bwd_groups", &plan->bwd_groups, plan->bwd_groups_local != 0},
+        {"bwd_epilogue", &plan->bwd_epilogue, 1},
         {"bwd_apply", &plan->bwd_apply, 1}, /* last: its presence says all are made */
     };
     size_t nlimits = plan->nlimits;
@@ -127,12 +128,12 @@ void clnorm_plan_backward_release(clnorm_plan *plan)
                            plan->bwd_param_finalize, plan->bwd_running_stats,
                            plan->bwd_apply,          plan->bwd_rows,
                            plan->bwd_rows_param_finalize, plan->bwd_slab,
-                           plan->bwd_groups};
+                           plan->bwd_groups,         plan->bwd_epilogue};
     for (size_t i = 0; i < sizeof kernels / sizeof kernels[0]; ++i)
         if (kernels[i])
             clReleaseKernel(kernels[i]);
     cl_mem mems[] = {plan->bwd_partials, plan->coef, plan->param_partials,
-                     plan->bwd_row_partials};
+                     plan->bwd_row_partials, plan->epi_dz};
     for (size_t i = 0; i < sizeof mems / sizeof mems[0]; ++i)
         if (mems[i])
             clReleaseMemObject(mems[i]);
@@ -215,24 +216,24 @@ static clnorm_status enqueue_sums(clnorm_plan *plan, clnorm_chain *chain,
     cl_ulong qb = bl->qb, sb = bl->sb, sblocks = bl->sblocks, nqb = bl->nqb;
     clnorm_status s;
     if (bl->cols) {
-        clnorm_karg args[] = {KARG(b->x),         KARG(b->dy),  KARG(plan->bwd_partials),
+        clnorm_karg args[] = {KARG(b->x), KARG(b->skip),         KARG(b->dy),  KARG(plan->bwd_partials),
                               KARG(src->mean),    KARG(src->moff), KARG(src->invstd),
                               KARG(src->ioff),    KARG(P),      KARG(Q),
                               KARG(R),            KARG(qb),     KARG(nqb),
                               KARG(members)};
-        if ((s = clnorm_set_args(ctx, plan->bwd_partial_cols, "bwd_partial_cols", args, 13)) ||
+        if ((s = clnorm_set_args(ctx, plan->bwd_partial_cols, "bwd_partial_cols", args, 14)) ||
             (s = clnorm_chain_step(chain, plan->bwd_partial_cols, "bwd_partial_cols",
                                    bl->work_items, plan->local_size)))
             return s;
     } else {
-        clnorm_karg args[] = {KARG(b->x),      KARG(b->dy),      KARG(plan->bwd_partials),
+        clnorm_karg args[] = {KARG(b->x), KARG(b->skip),      KARG(b->dy),      KARG(plan->bwd_partials),
                               KARG(src->mean), KARG(src->moff),  KARG(src->invstd),
                               KARG(src->ioff), KARG(b->gamma),   KARG(P),
                               KARG(Q),         KARG(R),          KARG(S),
                               KARG(qb),        KARG(sb),         KARG(sblocks),
                               KARG(nqb),       KARG(members)};
         const char *name = bl->wg ? "bwd_partial_rows_wg" : "bwd_partial_rows";
-        if ((s = clnorm_set_args(ctx, plan->bwd_partial_rows, name, args, 17)) ||
+        if ((s = clnorm_set_args(ctx, plan->bwd_partial_rows, name, args, 18)) ||
             (s = clnorm_chain_step(chain, plan->bwd_partial_rows, name, bl->work_items,
                                    bl->wg ? bl->wg : plan->local_size)))
             return s;
@@ -249,14 +250,14 @@ static clnorm_status enqueue_slab(clnorm_plan *plan, clnorm_chain *chain,
     const clnorm_view *v = &plan->bwd_view;
     cl_ulong T = plan->coef_size, P = v->P, Q = v->Q, R = v->R, members = v->members;
     cl_ulong qb = plan->fused_block;
-    clnorm_karg args[] = {KARG(b->x),      KARG(b->dy),         KARG(b->dx),
+    clnorm_karg args[] = {KARG(b->x), KARG(b->skip),      KARG(b->dy),         KARG(b->dx),
                           KARG(plan->bwd_partials), KARG(src->mean), KARG(src->moff),
                           KARG(src->invstd), KARG(src->ioff),   KARG(b->gamma),
                           KARG(plan->coef), KARG(T),            KARG(P),
                           KARG(Q),         KARG(R),             KARG(qb),
                           KARG(members)};
     clnorm_status s;
-    if ((s = clnorm_set_args(plan->ctx, plan->bwd_slab, "bwd_slab", args, 16)) ||
+    if ((s = clnorm_set_args(plan->ctx, plan->bwd_slab, "bwd_slab", args, 17)) ||
         (s = clnorm_chain_step(chain, plan->bwd_slab, "bwd_slab", P, plan->fused_local)))
         return s;
     return b->dgamma || b->dbeta ? enqueue_finalize(plan, chain, b, src, 1) : CLNORM_SUCCESS;
@@ -270,13 +271,13 @@ static clnorm_status enqueue_groups(clnorm_plan *plan, clnorm_chain *chain,
     const clnorm_desc *d = &plan->desc;
     cl_ulong G = plan->stats_count, C = d->c, D = d->d, block = plan->ctx->tuning.block;
     cl_ulong cpg = d->kind == CLNORM_GROUP ? d->c / d->groups : 1;
-    clnorm_karg args[] = {KARG(b->x),          KARG(b->dy),       KARG(b->dx),
+    clnorm_karg args[] = {KARG(b->x), KARG(b->skip),          KARG(b->dy),       KARG(b->dx),
                           KARG(plan->bwd_partials), KARG(src->mean), KARG(src->moff),
                           KARG(src->invstd),   KARG(src->ioff),   KARG(b->gamma),
                           KARG(G),             KARG(C),           KARG(cpg),
                           KARG(D),             KARG(block)};
     clnorm_status s;
-    if ((s = clnorm_set_args(plan->ctx, plan->bwd_groups, "bwd_groups", args, 14)) ||
+    if ((s = clnorm_set_args(plan->ctx, plan->bwd_groups, "bwd_groups", args, 15)) ||
         (s = clnorm_chain_step(chain, plan->bwd_groups, "bwd_groups", G,
                                plan->bwd_groups_local)))
         return s;
@@ -317,11 +318,11 @@ static clnorm_status enqueue_param_sums(clnorm_plan *plan, clnorm_chain *chain,
     clnorm_status s;
     /* A single block of samples sums into dgamma and dbeta directly (part NULL). */
     cl_mem part = nqb > 1 ? plan->param_partials : NULL;
-    clnorm_karg args[] = {KARG(b->x),      KARG(b->dy),     KARG(part),     KARG(src->mean),
+    clnorm_karg args[] = {KARG(b->x), KARG(b->skip),      KARG(b->dy),     KARG(part),     KARG(src->mean),
                           KARG(src->moff), KARG(src->invstd), KARG(src->ioff), KARG(N),
                           KARG(L),         KARG(qb),        KARG(nqb),      KARG(b->dgamma),
                           KARG(b->dbeta)};
-    if ((s = clnorm_set_args(ctx, plan->bwd_param_partial, "bwd_param_partial", args, 13)) ||
+    if ((s = clnorm_set_args(ctx, plan->bwd_param_partial, "bwd_param_partial", args, 14)) ||
         (s = clnorm_chain_step(chain, plan->bwd_param_partial, "bwd_param_partial",
                                pb->work_items, plan->local_size)))
         return s;
@@ -344,12 +345,12 @@ static clnorm_status enqueue_rows(clnorm_plan *plan, clnorm_chain *chain,
     cl_ulong block = ctx->tuning.block;
     cl_int want_dx = b->dx != NULL, want_params = b->dgamma || b->dbeta;
     clnorm_status s;
-    clnorm_karg args[] = {KARG(b->x),        KARG(b->dy),     KARG(b->dx),
+    clnorm_karg args[] = {KARG(b->x), KARG(b->skip),        KARG(b->dy),     KARG(b->dx),
                           KARG(src->mean),   KARG(src->moff), KARG(src->invstd),
                           KARG(src->ioff),   KARG(b->gamma),  KARG(plan->bwd_row_partials),
                           KARG(N),           KARG(L),         KARG(rows),
                           KARG(block),       KARG(want_dx),   KARG(want_params)};
-    if ((s = clnorm_set_args(ctx, plan->bwd_rows, "bwd_rows", args, 15)) ||
+    if ((s = clnorm_set_args(ctx, plan->bwd_rows, "bwd_rows", args, 16)) ||
         (s = clnorm_chain_step(chain, plan->bwd_rows, "bwd_rows", items, 1)))
         return s;
     if (!want_params)
@@ -384,27 +385,65 @@ static clnorm_status enqueue_dx(clnorm_plan *plan, clnorm_chain *chain, const cl
     /* Rows as apply walks them (a narrow channels-last row is a whole sample). */
     cl_ulong total = plan->elements, rowlen = plan->apply_rowlen;
     cl_ulong rows = plan->apply_rows_per_sample, chunk = plan->apply_chunk;
-    clnorm_karg args[] = {KARG(b->x),   KARG(b->dy),     KARG(b->dx),   KARG(plan->coef),
+    clnorm_karg args[] = {KARG(b->x), KARG(b->skip),   KARG(b->dy),     KARG(b->dx),   KARG(plan->coef),
                           KARG(T),      KARG(b->gamma),  KARG(total),   KARG(rowlen),
                           KARG(rows),   KARG(tstride),   KARG(chunk)};
-    clnorm_status s = clnorm_set_args(plan->ctx, plan->bwd_apply, "bwd_apply", args, 11);
+    clnorm_status s = clnorm_set_args(plan->ctx, plan->bwd_apply, "bwd_apply", args, 12);
     if (s)
         return s;
     size_t work = (plan->elements + plan->apply_chunk - 1) / plan->apply_chunk;
     return clnorm_chain_step(chain, plan->bwd_apply, "bwd_apply", work, plan->apply_local);
 }
 
-/* The statistics (from running ones, or recomputed when save_* is absent), then the passes. */
+/* An epilogue's gradient dz = dy*act'(z) into dz, from the statistics in src. */
+static clnorm_status enqueue_epilogue(clnorm_plan *plan, clnorm_chain *chain,
+                                      const clnorm_buffers *b, const stats_source *src, cl_mem dz)
+{
+    const clnorm_desc *d = &plan->desc;
+    cl_ulong total = plan->elements, rowlen = plan->apply_rowlen;
+    cl_ulong rows = plan->apply_rows_per_sample, chunk = plan->apply_chunk, C = d->c;
+    cl_ulong gps = d->kind == CLNORM_BATCH ? 0 : d->kind == CLNORM_GROUP ? d->groups : d->c;
+    cl_ulong cpg = d->kind == CLNORM_GROUP ? d->c / d->groups : 1;
+    cl_int act = (cl_int)d->activation;
+    clnorm_karg args[] = {KARG(b->x),      KARG(b->skip),       KARG(b->residual),
+                          KARG(b->dy),     KARG(dz),            KARG(src->mean),
+                          KARG(src->moff), KARG(src->invstd),   KARG(src->ioff),
+                          KARG(b->gamma),  KARG(b->beta),       KARG(total),
+                          KARG(rowlen),    KARG(rows),          KARG(chunk),
+                          KARG(C),         KARG(gps),           KARG(cpg),
+                          KARG(act),       KARG(d->activation_alpha)};
+    clnorm_status s = clnorm_set_args(plan->ctx, plan->bwd_epilogue, "bwd_epilogue", args,
+                                      sizeof args / sizeof args[0]);
+    if (s)
+        return s;
+    size_t work = (plan->elements + plan->apply_chunk - 1) / plan->apply_chunk;
+    return clnorm_chain_step(chain, plan->bwd_epilogue, "bwd_epilogue", work, plan->apply_local);
+}
+
+/* The statistics (from running ones, or recomputed when save_* is absent), the epilogue's
+ * gradient, then the passes (which read it as their dy). */
 static clnorm_status enqueue_backward(clnorm_plan *plan, clnorm_chain *chain,
-                                      const clnorm_buffers *b, const stats_source *src)
+                                      const clnorm_buffers *bufs, const stats_source *src)
 {
     clnorm_status s = CLNORM_SUCCESS;
     if (src->use_running)
-        s = enqueue_running_stats(plan, chain, b);
+        s = enqueue_running_stats(plan, chain, bufs);
     else if (src->own)
-        s = clnorm_forward_statistics(plan, chain, b->x, b->skip);
+        s = clnorm_forward_statistics(plan, chain, bufs->x, bufs->skip);
     if (s)
         return s;
+    clnorm_buffers eb = *bufs;
+    const clnorm_buffers *b = &eb;
+    int act = plan->desc.activation != CLNORM_ACTIVATION_NONE;
+    if (act || bufs->dresidual) { /* without an activation dresidual is dy */
+        cl_mem dz = bufs->dresidual ? bufs->dresidual : plan->epi_dz;
+        if ((s = enqueue_epilogue(plan, chain, bufs, src, dz)))
+            return s;
+        if (act)
+            eb.dy = dz;
+        if (!bufs->dx && !bufs->dgamma && !bufs->dbeta)
+            return CLNORM_SUCCESS;
+    }
     if (plan->bwd_rows_per_item)
         return enqueue_rows(plan, chain, b, src);
     if (plan->bwd_slab && b->dx && !src->use_running)
@@ -439,14 +478,11 @@ clnorm_status clnorm_backward(clnorm_plan *plan, clnorm_mode mode, const clnorm_
     s = check_backward(plan, mode, bufs, &src);
     if (s)
         return s;
-    if (clnorm_epilogue_any(plan, bufs))
-        return clnorm_fail(plan->ctx, CLNORM_ERROR_UNSUPPORTED,
-                           "bufs.skip, bufs.residual, desc.activation: backward through an "
-                           "epilogue is not implemented yet");
 
     clnorm_chain chain;
     pthread_mutex_lock(&plan->lock);
-    int work = plan->elements > 0 && (bufs->dx || bufs->dgamma || bufs->dbeta);
+    int work = plan->elements > 0 &&
+               (bufs->dx || bufs->dgamma || bufs->dbeta || bufs->dresidual);
     if (work && (s = backward_kernels(plan))) {
         pthread_mutex_unlock(&plan->lock);
         return s;
@@ -455,6 +491,12 @@ clnorm_status clnorm_backward(clnorm_plan *plan, clnorm_mode mode, const clnorm_
     if (work) {
         if (src.own)
             s = clnorm_plan_forward_scratch(plan);
+        if (!s && plan->desc.activation && !bufs->dresidual) {
+            clnorm_scratch_need dz = {&plan->epi_dz, plan->elements *
+                                                         clnorm_dtype_size(plan->desc.dtype),
+                                      "epilogue gradient"};
+            s = clnorm_plan_scratch_make(plan, &dz, 1);
+        }
         if (!s && !(s = clnorm_plan_backward_scratch(plan))) {
             if (src.own) {
                 src.invstd = plan->stats;

@@ -245,6 +245,10 @@ struct clnorm_plan {
     cl_kernel bwd_groups;
     size_t bwd_groups_local;
     cl_mem bwd_row_partials;
+    /* Epilogues with an activation: dy*act'(z) before the passes (bwd_epilogue), into the
+     * caller's dresidual or, without one, epi_dz (x's size, allocated at the first such call). */
+    cl_kernel bwd_epilogue;
+    cl_mem epi_dz;
     pthread_mutex_t lock;          /* kernel arguments, scratch and last event */
     cl_event last;                 /* last command of the previous call (out-of-order queues) */
 };

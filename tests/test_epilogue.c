@@ -292,7 +292,7 @@ static void read_floats(cl_mem m, double *out, size_t n)
     free(f);
 }
 
-__attribute__((unused)) static void backward_case(const ecase *ec)
+static void backward_case(const ecase *ec)
 {
     clnorm_context *ctx = harness_ctx();
     const clnorm_desc *d = &ec->desc;
@@ -457,6 +457,9 @@ static void build_matrix(void)
 }
 
 START_TEST(forward_matches_reference) { forward_case(&cases[_i]); }
+END_TEST
+
+START_TEST(backward_matches_reference) { backward_case(&cases[_i]); }
 END_TEST
 
 
@@ -718,6 +721,7 @@ int main(void)
     tcase_set_timeout(tc, 0);
     tcase_add_test(tc, reference_gradients_match_central_differences);
     tcase_add_loop_test(tc, forward_matches_reference, 0, ncases);
+    tcase_add_loop_test(tc, backward_matches_reference, 0, ncases);
     tcase_add_test(tc, bad_epilogues_are_rejected_naming_the_field);
     tcase_add_test(tc, same_input_gives_same_bits);
     suite_add_tcase(s, tc);

@@ -205,7 +205,9 @@ CLNORM_API size_t clnorm_plan_stats_count(const clnorm_plan *plan); /* C, N, N*C
  *             dgamma/dbeta 8 bytes per C*D element per 512 samples, none when n <= 512; CPU
  *             plans whose samples fit in cache add 8 bytes per C*D element for each of at
  *             most 8 work-items per compute unit. A backward that recomputes the statistics
- *             (no save_*) or uses running ones also allocates forward's.
+ *             (no save_*) or uses running ones also allocates forward's; one with an
+ *             activation and no bufs.dresidual adds a tensor of x's size (dy*act'(z)), not
+ *             counted in CLNORM_SCRATCH_BACKWARD.
  * A pass whose scratch exceeds the device's largest allocation gives
  * CLNORM_ERROR_UNSUPPORTED, or over its memory CLNORM_ERROR_OUT_OF_MEMORY, with the sizes in
  * last_error; nothing is written. Plan creation never fails for scratch.
