@@ -97,7 +97,9 @@ __kernel void bwd_partial_rows(__global const store_t *x, __global const store_t
                                __global float *part, __global const float *mean, ulong moff,
                                __global const float *invstd, ulong ioff,
                                __global const float *gamma, ulong P, ulong Q, ulong R, ulong S,
-                               ulong qb, ulong sb, ulong sblocks, ulong nqb, ulong members)
+                               ulong qb, ulong sb, ulong sblocks, ulong nqb, ulong members,
+                               __global const float *beta, __global const store_t *residual,
+                               __global store_t *dzo, int act, float alpha, ulong C)
 {
     ulong g = get_global_id(0);
     ulong nblk = nqb * sblocks;
@@ -111,6 +113,13 @@ __kernel void bwd_partial_rows(__global const store_t *x, __global const store_t
     ulong s0 = sbi * sb, s1 = min(S, s0 + sb);
     ulong k = (p * R + r) / members;
     float m = stat_mean(mean, moff, k), a = invstd[ioff + k];
+    /* The epilogue's gradient (act nonzero): dy*act'(z) is what is summed, written to dzo (when
+     * given) for the passes after; z's scale and shift per channel (the slice's), or per
+     * element. */
+    ulong ch;
+    divide(p * R + r, C, &ch);
+    float zs = PER_ELEMENT_GAMMA || !gamma ? a : a * gamma[ch];
+    float zb = PER_ELEMENT_GAMMA || !beta ? 0.0f : beta[ch];
 
     float8 sg8 = (float8)(0.0f), sx8 = (float8)(0.0f);
     float sg1 = 0.0f, sx1 = 0.0f;
@@ -118,22 +127,47 @@ __kernel void bwd_partial_rows(__global const store_t *x, __global const store_t
         ulong base = ((p * Q + q) * R + r) * S;
         ulong s = s0;
         for (; s + 8 <= s1; s += 8) {
-            float8 d = LOAD8(dy, base + s);
+            float8 d = LOAD8(dy, base + s), h = HL8(x, skip, base + s);
+            if (act) {
+#if PER_ELEMENT_GAMMA
+                float8 z = (h - m) * (gamma ? a * vload8(0, gamma + s) : (float8)(a)) +
+                           (beta ? vload8(0, beta + s) : (float8)(0.0f));
+#else
+                float8 z = (h - m) * zs + zb;
+#endif
+                if (residual)
+                    z += LOAD8(residual, base + s);
+                d *= dact8(z, act, alpha);
+                if (dzo)
+                    STORE8(d, dzo, base + s);
+            }
 #if PER_ELEMENT_GAMMA
             if (gamma)
                 d *= vload8(0, gamma + s);
 #endif
             sg8 += d;
-            sx8 += d * ((HL8(x, skip, base + s) - m) * a);
+            sx8 += d * ((h - m) * a);
         }
         for (; s < s1; ++s) {
-            float d = LOAD1(dy, base + s);
+            float d = LOAD1(dy, base + s), h = HL1(x, skip, base + s);
+            if (act) {
+#if PER_ELEMENT_GAMMA
+                float z = (h - m) * (gamma ? a * gamma[s] : a) + (beta ? beta[s] : 0.0f);
+#else
+                float z = (h - m) * zs + zb;
+#endif
+                if (residual)
+                    z += LOAD1(residual, base + s);
+                d *= dact1(z, act, alpha);
+                if (dzo)
+                    STORE1(d, dzo, base + s);
+            }
 #if PER_ELEMENT_GAMMA
             if (gamma)
                 d *= gamma[s];
 #endif
             sg1 += d;
-            sx1 += d * ((HL1(x, skip, base + s) - m) * a);
+            sx1 += d * ((h - m) * a);
         }
     }
     ulong out = (p * R + r) * nblk + qbi * sblocks + sbi;
@@ -159,16 +193,26 @@ inline float8 col_stat8(__global const float *s, ulong off, ulong k, ulong membe
 #define COLS_BWD_FN(NAME, NT)                                                                     \
     inline void NAME(__global const store_t *x, __global const store_t *skip,                 \
                      __global const store_t *dy, ulong i0, ulong stride, ulong rows,              \
-                     const float8 *m, float8 *sg, float8 *sd)                                     \
+                     const float8 *m, const float8 *zs, const float8 *zb,                         \
+                     __global const store_t *residual, __global store_t *dzo, int act,            \
+                     float alpha, float8 *sg, float8 *sd)                                         \
     {                                                                                             \
         float8 g[NT], d[NT];                                                                      \
         _Pragma("unroll") for (int t = 0; t < NT; ++t) g[t] = d[t] = (float8)(0.0f);              \
         for (ulong i = i0, end = i0 + rows * stride; i < end; i += stride)                        \
             _Pragma("unroll") for (int t = 0; t < NT; ++t)                                        \
             {                                                                                     \
-                float8 v = LOAD8(dy, i + 8 * t);                                                  \
+                float8 v = LOAD8(dy, i + 8 * t), h = HL8(x, skip, i + 8 * t);                     \
+                if (act) { /* the epilogue's gradient, as in bwd_partial_rows */                  \
+                    float8 z = (h - m[t]) * zs[t] + zb[t];                                        \
+                    if (residual)                                                                 \
+                        z += LOAD8(residual, i + 8 * t);                                          \
+                    v *= dact8(z, act, alpha);                                                    \
+                    if (dzo)                                                                      \
+                        STORE8(v, dzo, i + 8 * t);                                                \
+                }                                                                                 \
                 g[t] += v;                                                                        \
-                d[t] += v * (HL8(x, skip, i + 8 * t) - m[t]);                                         \
+                d[t] += v * (h - m[t]);                                                           \
             }                                                                                     \
         _Pragma("unroll") for (int t = 0; t < NT; ++t)                                            \
         {                                                                                         \
@@ -229,7 +273,10 @@ __kernel void bwd_partial_cols(__global const store_t *x, __global const store_t
                                __global const store_t *dy,
                                __global float *part, __global const float *mean, ulong moff,
                                __global const float *invstd, ulong ioff, ulong P, ulong Q,
-                               ulong R, ulong qb, ulong nqb, ulong members)
+                               ulong R, ulong qb, ulong nqb, ulong members,
+                               __global const float *gamma, __global const float *beta,
+                               __global const store_t *residual, __global store_t *dzo, int act,
+                               float alpha)
 {
     ulong p, r0, qbi, q0, q1;
     if (!col_tile(P, Q, R, qb, nqb, CLNORM_CT, &p, &r0, &qbi, &q0, &q1))
@@ -251,15 +298,20 @@ __kernel void bwd_partial_cols(__global const store_t *x, __global const store_t
     if (r0 + CLNORM_CT <= R) {
         const int NT = CLNORM_CT / 8;
         float8 m[CLNORM_CT / 8], sg[CLNORM_CT / 8], sd[CLNORM_CT / 8];
+        float8 zs[CLNORM_CT / 8], zb[CLNORM_CT / 8]; /* z's scale and shift (columns: channels) */
         #pragma unroll
-        for (int t = 0; t < NT; ++t)
+        for (int t = 0; t < NT; ++t) {
             m[t] = col_stat8(mean, moff, k + 8 * t, members);
+            zs[t] = col_stat8(invstd, ioff, k + 8 * t, members) *
+                    (gamma ? vload8(0, gamma + r0 + 8 * t) : (float8)(1.0f));
+            zb[t] = beta ? vload8(0, beta + r0 + 8 * t) : (float8)(0.0f);
+        }
 #if CLNORM_CT == 64
-        cols64_bwd(x, skip, dy, i0, R, q1 - q0, m, sg, sd);
+        cols64_bwd(x, skip, dy, i0, R, q1 - q0, m, zs, zb, residual, dzo, act, alpha, sg, sd);
 #elif CLNORM_CT == 32
-        cols32_bwd(x, skip, dy, i0, R, q1 - q0, m, sg, sd);
+        cols32_bwd(x, skip, dy, i0, R, q1 - q0, m, zs, zb, residual, dzo, act, alpha, sg, sd);
 #else
-        cols8_bwd(x, skip, dy, i0, R, q1 - q0, m, sg, sd);
+        cols8_bwd(x, skip, dy, i0, R, q1 - q0, m, zs, zb, residual, dzo, act, alpha, sg, sd);
 #endif
         float lg[CLNORM_CT], ld[CLNORM_CT];
         #pragma unroll
@@ -276,12 +328,21 @@ __kernel void bwd_partial_cols(__global const store_t *x, __global const store_t
 #endif
     for (ulong j = 0; r0 + j < R && j < CLNORM_CT; ++j) {
         float m = mean[moff + (k + j) / members], a = invstd[ioff + (k + j) / members];
+        float zs = gamma ? a * gamma[r0 + j] : a, zb = beta ? beta[r0 + j] : 0.0f;
         float sg = 0.0f, sd = 0.0f;
         for (ulong q = q0; q < q1; ++q) {
             ulong i = (p * Q + q) * R + r0 + j;
-            float d = LOAD1(dy, i);
+            float d = LOAD1(dy, i), h = HL1(x, skip, i);
+            if (act) {
+                float z = (h - m) * zs + zb;
+                if (residual)
+                    z += LOAD1(residual, i);
+                d *= dact1(z, act, alpha);
+                if (dzo)
+                    STORE1(d, dzo, i);
+            }
             sg += d;
-            sd += d * (HL1(x, skip, i) - m);
+            sd += d * (h - m);
         }
         part[2 * (out + j * nqb)] = sg;
         part[2 * (out + j * nqb) + 1] = sd * a;
@@ -300,7 +361,7 @@ inline void add8(__global float *p, float8 v, int first)
     for (; c + 8 * NT <= R; c += 8 * NT) {                                                        \
         float8 m[NT], g[NT], d[NT];                                                               \
         _Pragma("unroll") for (int t = 0; t < NT; ++t) m[t] = vload8(0, cm + c + 8 * t);          \
-        FN(x, skip, dy, i0 + c, R, rows, m, g, d);                                                      \
+        FN(x, skip, dy, i0 + c, R, rows, m, m, m, 0, 0, 0, 0.0f, g, d);                                                      \
         _Pragma("unroll") for (int t = 0; t < NT; ++t)                                            \
         {                                                                                         \
             add8(sg + c + 8 * t, g[t], first);                                                    \
@@ -578,18 +639,39 @@ __kernel void bwd_running_stats(__global const float *running_mean,
     stats[ngroups + k] = rsqrt(running_var[c] + eps);
 }
 
-/* dx = k_dy*dy + k_x*(x - mean) + k_0, walking chunks and rows as apply does (row_walk). */
-#define BWD_LOOP(M8, KDY8, KX8, K08, M1, KDY1, KX1, K01)                                          \
-    for (; i + 8 <= stop; i += 8, pos += 8)                                                         \
-        STORE8((KDY8) * LOAD8(dy, i) + (KX8) * (HL8(x, skip, i) - (M8)) + (K08), dx, i);                \
-    for (; i < stop; ++i, ++pos)                                                                    \
-        STORE1((KDY1) * LOAD1(dy, i) + (KX1) * (HL1(x, skip, i) - (M1)) + (K01), dx, i);
+/* dx = k_dy*dy + k_x*(x - mean) + k_0, walking chunks and rows as apply does (row_walk). With
+ * act nonzero, dy*act'(z) in place of dy, z recomputed: (h - mean) * k_dy + beta (+ residual),
+ * k_dy being gamma*invstd (B8, B1: beta). */
+#define BWD_LOOP(M8, KDY8, KX8, K08, M1, KDY1, KX1, K01, B8, B1)                                  \
+    if (act) {                                                                                    \
+        for (; i + 8 <= stop; i += 8, pos += 8) {                                                 \
+            float8 h = HL8(x, skip, i), z = (h - (M8)) * (KDY8) + (B8);                           \
+            if (residual)                                                                         \
+                z += LOAD8(residual, i);                                                          \
+            float8 g = LOAD8(dy, i) * dact8(z, act, alpha);                                       \
+            STORE8((KDY8) * g + (KX8) * (h - (M8)) + (K08), dx, i);                               \
+        }                                                                                         \
+        for (; i < stop; ++i, ++pos) {                                                            \
+            float h = HL1(x, skip, i), z = (h - (M1)) * (KDY1) + (B1);                            \
+            if (residual)                                                                         \
+                z += LOAD1(residual, i);                                                          \
+            float g = LOAD1(dy, i) * dact1(z, act, alpha);                                        \
+            STORE1((KDY1) * g + (KX1) * (h - (M1)) + (K01), dx, i);                               \
+        }                                                                                         \
+    } else {                                                                                      \
+        for (; i + 8 <= stop; i += 8, pos += 8)                                                   \
+            STORE8((KDY8) * LOAD8(dy, i) + (KX8) * (HL8(x, skip, i) - (M8)) + (K08), dx, i);      \
+        for (; i < stop; ++i, ++pos)                                                              \
+            STORE1((KDY1) * LOAD1(dy, i) + (KX1) * (HL1(x, skip, i) - (M1)) + (K01), dx, i);      \
+    }
 
 __kernel void bwd_apply(__global const store_t *x, __global const store_t *skip,
                         __global const store_t *dy,
                         __global store_t *dx, __global const float *coef, ulong T,
                         __global const float *gamma, ulong total, ulong rowlen,
-                        ulong rows_per_sample, ulong tstride, ulong chunk)
+                        ulong rows_per_sample, ulong tstride, ulong chunk,
+                        __global const float *beta, __global const store_t *residual, int act,
+                        float alpha)
 {
     row_walk w;
     if (!walk_begin(&w, chunk, total, rowlen, rows_per_sample))
@@ -599,7 +681,8 @@ __kernel void bwd_apply(__global const store_t *x, __global const store_t *skip,
 #if CLNORM_APPLY == 0
         ulong t = n * tstride + w.rs;
         float m = coef[t], kdy = coef[T + t], kx = coef[2 * T + t], k0 = coef[3 * T + t];
-        BWD_LOOP(m, kdy, kx, k0, m, kdy, kx, k0)
+        float b = act && beta ? beta[w.rs] : 0.0f;
+        BWD_LOOP(m, kdy, kx, k0, m, kdy, kx, k0, b, b)
 #elif CLNORM_APPLY == 1 && CLNORM_NARROW
         /* Fewer than eight channels: a row is a whole sample, as in apply. */
         __global const float *tm = coef + n * tstride;
@@ -623,13 +706,18 @@ __kernel void bwd_apply(__global const store_t *x, __global const store_t *skip,
         __global const float *tm = coef + n * tstride;
         BWD_LOOP(vload8(0, tm + pos), vload8(0, tm + T + pos), vload8(0, tm + 2 * T + pos),
                  vload8(0, tm + 3 * T + pos), tm[pos], tm[T + pos], tm[2 * T + pos],
-                 tm[3 * T + pos])
+                 tm[3 * T + pos], act && beta ? vload8(0, beta + pos) : (float8)(0.0f),
+                 act && beta ? beta[pos] : 0.0f)
 #else
         float m = coef[n], a = coef[T + n], kx = coef[2 * T + n], k0 = coef[3 * T + n];
         if (gamma) {
-            BWD_LOOP(m, a * vload8(0, gamma + pos), kx, k0, m, a * gamma[pos], kx, k0)
+            BWD_LOOP(m, a * vload8(0, gamma + pos), kx, k0, m, a * gamma[pos], kx, k0,
+                     act && beta ? vload8(0, beta + pos) : (float8)(0.0f),
+                     act && beta ? beta[pos] : 0.0f)
         } else {
-            BWD_LOOP(m, a, kx, k0, m, a, kx, k0)
+            BWD_LOOP(m, a, kx, k0, m, a, kx, k0,
+                     act && beta ? vload8(0, beta + pos) : (float8)(0.0f),
+                     act && beta ? beta[pos] : 0.0f)
         }
 #endif
     } while (walk_next(&w, rowlen, rows_per_sample));
@@ -731,17 +819,33 @@ __kernel void bwd_rows_param_finalize(__global const float *ppart, ulong nitems,
  * The epilogue's gradient (DESIGN.md section 11), before the passes above: dz = dy * act'(z),
  * z = (h - mean) * invstd * gamma + beta + residual recomputed from h = x + skip, written to dz
  * (the caller's dresidual, or the plan's scratch), which the passes then read as their dy.
- * Walks chunks and rows as bwd_apply does. An element's statistics group is n*gps + c/cpg
- * (BATCH: gps 0; INSTANCE: C groups per sample of one channel; GROUP: G of cpg), its channel c
- * the row within the sample (channels-first) or the position in the row modulo C (channels-last,
- * whose narrow rows are whole samples); LAYER and RMS: group n, parameters per element.
+ * Walks chunks and rows as bwd_apply does, eight elements at a time with their constants:
+ * channels-first rows are one (n, c), one statistics group; channels-last rows one (n, d) of C
+ * channels, channel c of sample n in statistics group (n*nc + c) / cpg (BATCH: nc 0, cpg 1;
+ * INSTANCE: nc C, cpg 1; GROUP: nc C, cpg C/G), whose narrow rows (whole samples) go one
+ * element at a time; LAYER and RMS rows are samples, parameters per element.
  */
+#define EPI_GRAD8(M, S, B)                                                                        \
+    {                                                                                             \
+        float8 z = (HL8(x, skip, i) - (M)) * (S) + (B);                                           \
+        if (residual)                                                                             \
+            z += LOAD8(residual, i);                                                              \
+        STORE8(LOAD8(dy, i) * dact8(z, act, alpha), dz, i);                                       \
+    }
+#define EPI_GRAD1(M, S, B)                                                                        \
+    {                                                                                             \
+        float z = (HL1(x, skip, i) - (M)) * (S) + (B);                                            \
+        if (residual)                                                                             \
+            z += LOAD1(residual, i);                                                              \
+        STORE1(LOAD1(dy, i) * dact1(z, act, alpha), dz, i);                                       \
+    }
+
 __kernel void bwd_epilogue(__global const store_t *x, __global const store_t *skip,
                            __global const store_t *residual, __global const store_t *dy,
                            __global store_t *dz, __global const float *mean, ulong moff,
                            __global const float *invstd, ulong ioff, __global const float *gamma,
                            __global const float *beta, ulong total, ulong rowlen,
-                           ulong rows_per_sample, ulong chunk, ulong C, ulong gps, ulong cpg,
+                           ulong rows_per_sample, ulong chunk, ulong C, ulong nc, ulong cpg,
                            int act, float alpha)
 {
     row_walk w;
@@ -750,42 +854,34 @@ __kernel void bwd_epilogue(__global const store_t *x, __global const store_t *sk
     do {
         ulong i = w.i, pos = w.pos, stop = w.stop, n = w.n;
 #if CLNORM_APPLY == 0
-        /* one channel per row: its constants once, eight elements at a time */
-        ulong k = n * gps + w.rs / cpg;
+        ulong k = (n * nc + w.rs) / cpg;
         float m = stat_mean(mean, moff, k), a = invstd[ioff + k];
         float s = gamma ? a * gamma[w.rs] : a, b = beta ? beta[w.rs] : 0.0f;
-        for (; i + 8 <= stop; i += 8) {
-            float8 z = (HL8(x, skip, i) - m) * s + b;
-            if (residual)
-                z += LOAD8(residual, i);
-            float8 g = LOAD8(dy, i);
-            float8 d = (float8)(dact1(z.s0, act, alpha), dact1(z.s1, act, alpha),
-                                dact1(z.s2, act, alpha), dact1(z.s3, act, alpha),
-                                dact1(z.s4, act, alpha), dact1(z.s5, act, alpha),
-                                dact1(z.s6, act, alpha), dact1(z.s7, act, alpha));
-            STORE8(g * d, dz, i);
-        }
-        for (; i < stop; ++i) {
-            float z = (HL1(x, skip, i) - m) * s + b;
-            if (residual)
-                z += LOAD1(residual, i);
-            STORE1(LOAD1(dy, i) * dact1(z, act, alpha), dz, i);
-        }
-#else
+        for (; i + 8 <= stop; i += 8)
+            EPI_GRAD8(m, s, b)
+        for (; i < stop; ++i)
+            EPI_GRAD1(m, s, b)
+#elif CLNORM_APPLY == 1
         ulong c;
         divide(pos, C, &c);
-        for (; i < stop; ++i, ++pos, c = c + 1 == C ? 0 : c + 1) {
-#if CLNORM_APPLY == 2
-            ulong k = n, j = pos;
-#else
-            ulong k = n * gps + c / cpg, j = c;
-#endif
-            float m = stat_mean(mean, moff, k), a = invstd[ioff + k];
-            float z = (HL1(x, skip, i) - m) * (gamma ? a * gamma[j] : a) + (beta ? beta[j] : 0.0f);
-            if (residual)
-                z += LOAD1(residual, i);
-            STORE1(LOAD1(dy, i) * dact1(z, act, alpha), dz, i);
+        for (; !CLNORM_NARROW && i + 8 <= stop; i += 8, c += 8) {
+            ulong k = n * nc + c;
+            float8 g8 = gamma ? vload8(0, gamma + c) : (float8)(1.0f);
+            float8 b8 = beta ? vload8(0, beta + c) : (float8)(0.0f);
+            EPI_GRAD8(col_stat8(mean, moff, k, cpg), col_stat8(invstd, ioff, k, cpg) * g8, b8)
         }
+        for (; i < stop; ++i, c = c + 1 == C ? 0 : c + 1) {
+            ulong k = (n * nc + c) / cpg;
+            float a = invstd[ioff + k];
+            EPI_GRAD1(stat_mean(mean, moff, k), gamma ? a * gamma[c] : a, beta ? beta[c] : 0.0f)
+        }
+#else
+        float m = stat_mean(mean, moff, n), a = invstd[ioff + n];
+        for (; i + 8 <= stop; i += 8, pos += 8)
+            EPI_GRAD8(m, gamma ? a * vload8(0, gamma + pos) : (float8)(a),
+                      beta ? vload8(0, beta + pos) : (float8)(0.0f))
+        for (; i < stop; ++i, ++pos)
+            EPI_GRAD1(m, gamma ? a * gamma[pos] : a, beta ? beta[pos] : 0.0f)
 #endif
     } while (walk_next(&w, rowlen, rows_per_sample));
 }

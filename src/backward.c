@@ -186,6 +186,7 @@ static clnorm_status check_backward(const clnorm_plan *plan, clnorm_mode mode,
         {"bufs.residual", b->residual, bytes, 0, act ? R : 0, NULL},
         {"bufs.beta", b->beta, params, 0, act ? R : 0, NULL},
         {"bufs.dresidual", b->dresidual, bytes, 0, W, NULL},
+        {"bufs.sum", b->sum, bytes, 0, R, NULL},
     };
     if ((s = clnorm_roles_check(ctx, roles, sizeof roles / sizeof roles[0])))
         return s;
@@ -206,22 +207,36 @@ static clnorm_status enqueue_finalize(clnorm_plan *plan, clnorm_chain *chain,
                                       const clnorm_buffers *b, const stats_source *src,
                                       cl_ulong nblk);
 
+/* Whether the sums pass can form the epilogue's gradient itself (and write it for the passes
+ * after): the per-work-item row and column kernels, but the narrow column path. */
+static int sums_take_epilogue(const clnorm_plan *plan)
+{
+    const clnorm_blocking *bl = &plan->bwd_blocking;
+    return bl->cols ? !plan->narrow : !bl->wg;
+}
+
+/* The sums pass; with act nonzero, of dy*act'(z) (sums_take_epilogue), written to dzo when
+ * given. */
 static clnorm_status enqueue_sums(clnorm_plan *plan, clnorm_chain *chain,
-                                  const clnorm_buffers *b, const stats_source *src)
+                                  const clnorm_buffers *b, const stats_source *src, cl_int act,
+                                  cl_mem dzo)
 {
     const clnorm_context *ctx = plan->ctx;
+    const clnorm_desc *d = &plan->desc;
     const clnorm_view *v = &plan->bwd_view;
     const clnorm_blocking *bl = &plan->bwd_blocking;
-    cl_ulong P = v->P, Q = v->Q, R = v->R, S = v->S, members = v->members;
+    cl_ulong P = v->P, Q = v->Q, R = v->R, S = v->S, members = v->members, C = d->c;
     cl_ulong qb = bl->qb, sb = bl->sb, sblocks = bl->sblocks, nqb = bl->nqb;
     clnorm_status s;
     if (bl->cols) {
-        clnorm_karg args[] = {KARG(b->x), KARG(b->skip),         KARG(b->dy),  KARG(plan->bwd_partials),
-                              KARG(src->mean),    KARG(src->moff), KARG(src->invstd),
-                              KARG(src->ioff),    KARG(P),      KARG(Q),
-                              KARG(R),            KARG(qb),     KARG(nqb),
-                              KARG(members)};
-        if ((s = clnorm_set_args(ctx, plan->bwd_partial_cols, "bwd_partial_cols", args, 14)) ||
+        clnorm_karg args[] = {KARG(b->x),       KARG(b->skip),   KARG(b->dy),
+                              KARG(plan->bwd_partials), KARG(src->mean), KARG(src->moff),
+                              KARG(src->invstd), KARG(src->ioff), KARG(P),
+                              KARG(Q),          KARG(R),         KARG(qb),
+                              KARG(nqb),        KARG(members),   KARG(b->gamma),
+                              KARG(b->beta),    KARG(b->residual), KARG(dzo),
+                              KARG(act),        KARG(d->activation_alpha)};
+        if ((s = clnorm_set_args(ctx, plan->bwd_partial_cols, "bwd_partial_cols", args, 20)) ||
             (s = clnorm_chain_step(chain, plan->bwd_partial_cols, "bwd_partial_cols",
                                    bl->work_items, plan->local_size)))
             return s;
@@ -231,9 +246,12 @@ static clnorm_status enqueue_sums(clnorm_plan *plan, clnorm_chain *chain,
                               KARG(src->ioff), KARG(b->gamma),   KARG(P),
                               KARG(Q),         KARG(R),          KARG(S),
                               KARG(qb),        KARG(sb),         KARG(sblocks),
-                              KARG(nqb),       KARG(members)};
+                              KARG(nqb),       KARG(members),    KARG(b->beta),
+                              KARG(b->residual), KARG(dzo),      KARG(act),
+                              KARG(d->activation_alpha), KARG(C)};
+        /* the work-group kernel takes no epilogue (its calls form it in bwd_epilogue) */
         const char *name = bl->wg ? "bwd_partial_rows_wg" : "bwd_partial_rows";
-        if ((s = clnorm_set_args(ctx, plan->bwd_partial_rows, name, args, 18)) ||
+        if ((s = clnorm_set_args(ctx, plan->bwd_partial_rows, name, args, bl->wg ? 18 : 24)) ||
             (s = clnorm_chain_step(chain, plan->bwd_partial_rows, name, bl->work_items,
                                    bl->wg ? bl->wg : plan->local_size)))
             return s;
@@ -378,7 +396,9 @@ static clnorm_status enqueue_running_stats(clnorm_plan *plan, clnorm_chain *chai
                              plan->local_size);
 }
 
-static clnorm_status enqueue_dx(clnorm_plan *plan, clnorm_chain *chain, const clnorm_buffers *b)
+/* dx; with act nonzero, of dy*act'(z) recomputed (EPI_IN_APPLY). */
+static clnorm_status enqueue_dx(clnorm_plan *plan, clnorm_chain *chain, const clnorm_buffers *b,
+                                cl_int act)
 {
     const clnorm_desc *d = &plan->desc;
     cl_ulong T = plan->coef_size, tstride = d->kind == CLNORM_BATCH ? 0 : d->c;
@@ -387,12 +407,42 @@ static clnorm_status enqueue_dx(clnorm_plan *plan, clnorm_chain *chain, const cl
     cl_ulong rows = plan->apply_rows_per_sample, chunk = plan->apply_chunk;
     clnorm_karg args[] = {KARG(b->x), KARG(b->skip),   KARG(b->dy),     KARG(b->dx),   KARG(plan->coef),
                           KARG(T),      KARG(b->gamma),  KARG(total),   KARG(rowlen),
-                          KARG(rows),   KARG(tstride),   KARG(chunk)};
-    clnorm_status s = clnorm_set_args(plan->ctx, plan->bwd_apply, "bwd_apply", args, 12);
+                          KARG(rows),   KARG(tstride),   KARG(chunk),
+                          KARG(b->beta), KARG(b->residual), KARG(act),
+                          KARG(d->activation_alpha)};
+    clnorm_status s = clnorm_set_args(plan->ctx, plan->bwd_apply, "bwd_apply", args, 16);
     if (s)
         return s;
     size_t work = (plan->elements + plan->apply_chunk - 1) / plan->apply_chunk;
     return clnorm_chain_step(chain, plan->bwd_apply, "bwd_apply", work, plan->apply_local);
+}
+
+/*
+ * Where a call with an activation forms dy*act'(z), which every pass reads in place of dy:
+ *   EPI_FIRST     bwd_epilogue, before the passes, into dresidual or scratch (the one-pass CPU
+ *                 kernels, the work-group row kernel and the narrow column path);
+ *   EPI_IN_SUMS   the sums pass, reading x, residual and dy once for both, writes it (into
+ *                 dresidual or scratch) for the passes after;
+ *   EPI_IN_APPLY  the sums pass and bwd_apply each recompute it, nothing stored: for ReLU
+ *                 and leaky ReLU, where no dresidual is asked for and no LAYER/RMS
+ *                 parameter pass reads it.
+ */
+typedef enum epilogue_route { EPI_NONE, EPI_FIRST, EPI_IN_SUMS, EPI_IN_APPLY } epilogue_route;
+
+static epilogue_route epi_route(const clnorm_plan *plan, const clnorm_buffers *b,
+                                const stats_source *src)
+{
+    if (plan->desc.activation == CLNORM_ACTIVATION_NONE)
+        return EPI_NONE;
+    int one_pass = plan->bwd_rows_per_item ||
+                   ((plan->bwd_slab || plan->bwd_groups) && b->dx && !src->use_running);
+    if (one_pass || !sums_take_epilogue(plan))
+        return EPI_FIRST;
+    /* recomputing pays for the cheap activations only: exp, erf and tanh cost more than
+     * storing the gradient and reading it back */
+    int cheap = plan->desc.activation <= CLNORM_ACTIVATION_LEAKY_RELU;
+    return b->dresidual || per_sample(&plan->desc) || plan->narrow || !cheap ? EPI_IN_SUMS
+                                                                             : EPI_IN_APPLY;
 }
 
 /* An epilogue's gradient dz = dy*act'(z) into dz, from the statistics in src. */
@@ -402,7 +452,7 @@ static clnorm_status enqueue_epilogue(clnorm_plan *plan, clnorm_chain *chain,
     const clnorm_desc *d = &plan->desc;
     cl_ulong total = plan->elements, rowlen = plan->apply_rowlen;
     cl_ulong rows = plan->apply_rows_per_sample, chunk = plan->apply_chunk, C = d->c;
-    cl_ulong gps = d->kind == CLNORM_BATCH ? 0 : d->kind == CLNORM_GROUP ? d->groups : d->c;
+    cl_ulong nc = d->kind == CLNORM_BATCH ? 0 : d->c; /* (n*nc + c) / cpg: the group */
     cl_ulong cpg = d->kind == CLNORM_GROUP ? d->c / d->groups : 1;
     cl_int act = (cl_int)d->activation;
     clnorm_karg args[] = {KARG(b->x),      KARG(b->skip),       KARG(b->residual),
@@ -410,7 +460,7 @@ static clnorm_status enqueue_epilogue(clnorm_plan *plan, clnorm_chain *chain,
                           KARG(src->moff), KARG(src->invstd),   KARG(src->ioff),
                           KARG(b->gamma),  KARG(b->beta),       KARG(total),
                           KARG(rowlen),    KARG(rows),          KARG(chunk),
-                          KARG(C),         KARG(gps),           KARG(cpg),
+                          KARG(C),         KARG(nc),            KARG(cpg),
                           KARG(act),       KARG(d->activation_alpha)};
     clnorm_status s = clnorm_set_args(plan->ctx, plan->bwd_epilogue, "bwd_epilogue", args,
                                       sizeof args / sizeof args[0]);
@@ -426,18 +476,24 @@ static clnorm_status enqueue_backward(clnorm_plan *plan, clnorm_chain *chain,
                                       const clnorm_buffers *bufs, const stats_source *src)
 {
     clnorm_status s = CLNORM_SUCCESS;
-    if (src->use_running)
-        s = enqueue_running_stats(plan, chain, bufs);
-    else if (src->own)
-        s = clnorm_forward_statistics(plan, chain, bufs->x, bufs->skip);
-    if (s)
-        return s;
     clnorm_buffers eb = *bufs;
     const clnorm_buffers *b = &eb;
-    int act = plan->desc.activation != CLNORM_ACTIVATION_NONE;
-    if (act || bufs->dresidual) { /* without an activation dresidual is dy */
-        cl_mem dz = bufs->dresidual ? bufs->dresidual : plan->epi_dz;
-        if ((s = enqueue_epilogue(plan, chain, bufs, src, dz)))
+    if (bufs->sum) { /* h as forward stored it, in place of x + skip */
+        eb.x = bufs->sum;
+        eb.skip = NULL;
+    }
+    if (src->use_running)
+        s = enqueue_running_stats(plan, chain, b);
+    else if (src->own)
+        s = clnorm_forward_statistics(plan, chain, b->x, b->skip);
+    if (s)
+        return s;
+    cl_int act = (cl_int)plan->desc.activation;
+    cl_mem dz = bufs->dresidual ? bufs->dresidual : plan->epi_dz;
+    epilogue_route route = epi_route(plan, bufs, src);
+    int in_sums = route == EPI_IN_SUMS || route == EPI_IN_APPLY;
+    if (route == EPI_FIRST || (!act && bufs->dresidual)) { /* without act, dresidual is dy */
+        if ((s = enqueue_epilogue(plan, chain, b, src, dz)))
             return s;
         if (act)
             eb.dy = dz;
@@ -451,11 +507,15 @@ static clnorm_status enqueue_backward(clnorm_plan *plan, clnorm_chain *chain,
     if (plan->bwd_groups && b->dx && !src->use_running)
         return enqueue_groups(plan, chain, b, src);
     int rows = per_sample(&plan->desc);
-    if ((b->dx || !rows) && (s = enqueue_sums(plan, chain, b, src)))
+    if ((b->dx || !rows || in_sums) &&
+        (s = enqueue_sums(plan, chain, b, src, in_sums ? act : 0,
+                          route == EPI_IN_SUMS ? dz : NULL)))
         return s;
+    if (route == EPI_IN_SUMS)
+        eb.dy = dz;
     if (rows && (b->dgamma || b->dbeta) && (s = enqueue_param_sums(plan, chain, b, src)))
         return s;
-    return b->dx ? enqueue_dx(plan, chain, b) : CLNORM_SUCCESS;
+    return b->dx ? enqueue_dx(plan, chain, b, route == EPI_IN_APPLY ? act : 0) : CLNORM_SUCCESS;
 }
 
 clnorm_status clnorm_backward(clnorm_plan *plan, clnorm_mode mode, const clnorm_buffers *bufs,
@@ -491,7 +551,8 @@ clnorm_status clnorm_backward(clnorm_plan *plan, clnorm_mode mode, const clnorm_
     if (work) {
         if (src.own)
             s = clnorm_plan_forward_scratch(plan);
-        if (!s && plan->desc.activation && !bufs->dresidual) {
+        epilogue_route route = epi_route(plan, bufs, &src);
+        if (!s && (route == EPI_FIRST || route == EPI_IN_SUMS) && !bufs->dresidual) {
             clnorm_scratch_need dz = {&plan->epi_dz, plan->elements *
                                                          clnorm_dtype_size(plan->desc.dtype),
                                       "epilogue gradient"};

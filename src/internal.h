@@ -315,8 +315,8 @@ size_t clnorm_param_bytes(const clnorm_desc *desc);
 clnorm_status clnorm_check_call(const clnorm_plan *plan, clnorm_mode mode,
                                 const clnorm_buffers *b, int *use_running);
 
-/* The epilogue's own rules (DESIGN.md section 11): sum only with skip, each pass's buffers
- * only (forward's sum, backward's dresidual), none of skip, residual or sum with integer x. */
+/* The epilogue's own rules (DESIGN.md section 11): sum only with skip (backward reads it as h),
+ * dresidual only in backward, none of skip, residual or sum with integer x. */
 clnorm_status clnorm_epilogue_check(const clnorm_plan *plan, const clnorm_buffers *b,
                                     int backward);
 /* Whether a call has an epilogue: one of its buffers, or an activation. */

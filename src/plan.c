@@ -663,11 +663,9 @@ clnorm_status clnorm_epilogue_check(const clnorm_plan *plan, const clnorm_buffer
     if (b->sum && !b->skip)
         return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT,
                            "bufs.sum: given without bufs.skip (sum receives x + skip)");
-    if (backward ? b->sum != NULL : b->dresidual != NULL)
-        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT, "bufs.%s: %s",
-                           backward ? "sum" : "dresidual",
-                           backward ? "forward's output; backward recomputes h from x and skip"
-                                    : "backward's output; forward does not write it");
+    if (!backward && b->dresidual)
+        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT,
+                           "bufs.dresidual: backward's output; forward does not write it");
     const char *field = b->skip       ? "skip"
                         : b->residual ? "residual"
                         : b->sum      ? "sum"

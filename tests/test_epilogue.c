@@ -306,6 +306,20 @@ static void backward_case(const ecase *ec)
            *y = malloc(n * 8);
     ref_inputs in = ref_in(ec, &e);
     ref_epilogue epi = ref_epi(ec, &e);
+    /* With sum, backward reads h as forward stored it (rounded to x's storage) instead of
+     * x + skip: the reference takes that h as its x. */
+    void *hs = NULL;
+    double *hd = NULL;
+    if (ec->sum) {
+        float *hf = malloc(n * 4);
+        hd = malloc(n * 8);
+        for (size_t i = 0; i < total; ++i)
+            hf[i] = (float)e.xd[i] + (float)e.sd[i];
+        hs = stored(d->dtype, hf, hd, total);
+        free(hf);
+        in.x = hd;
+        epi.skip = NULL;
+    }
     /* save_* from the float64 forward of the same inputs, as forward would leave them */
     ref_outputs fo = {0};
     fo.y = y;
@@ -326,6 +340,8 @@ static void backward_case(const ecase *ec)
     b.dx = ec->in_place ? b.dy : harness_buffer(NULL, total * e.es);
     if (ec->skip)
         b.skip = harness_buffer(e.ss, total * e.es);
+    if (ec->sum)
+        b.sum = harness_buffer(hs, total * e.es);
     if (ec->residual)
         b.residual = harness_buffer(e.rs, total * e.es);
     if (ec->dresidual)
@@ -386,9 +402,11 @@ static void backward_case(const ecase *ec)
 
     cl_mem mems[] = {b.x,      b.dy,     b.dx,           b.skip,        b.residual,
                      b.dresidual, b.gamma, b.beta,       b.dgamma,      b.dbeta,
-                     b.running_mean, b.running_var, b.save_mean, b.save_invstd};
+                     b.running_mean, b.running_var, b.save_mean, b.save_invstd, b.sum};
     release_all(mems, sizeof mems / sizeof mems[0]);
     clnorm_plan_release(plan);
+    free(hs);
+    free(hd);
     free(got); free(gd); free(pd); free(want_dx); free(want_dr); free(want_dg); free(want_db);
     free(mean); free(inv); free(y);
     edata_free(&e);
@@ -638,8 +656,11 @@ START_TEST(bad_epilogues_are_rejected_naming_the_field)
     g.dx = dx;
     g.skip = small;
     expect_rejected(plan, &g, 1, CLNORM_ERROR_INVALID_ARGUMENT, "bufs.skip", dx, 96);
+    g.skip = NULL;
+    g.sum = y; /* h, read in place of x + skip: only with skip */
+    expect_rejected(plan, &g, 1, CLNORM_ERROR_INVALID_ARGUMENT, "bufs.sum", dx, 96);
     g.skip = skip;
-    g.sum = y;
+    g.sum = small;
     expect_rejected(plan, &g, 1, CLNORM_ERROR_INVALID_ARGUMENT, "bufs.sum", dx, 96);
     g.sum = NULL;
     g.dresidual = small;

@@ -141,6 +141,8 @@ typedef struct clnorm_buffers { /* every tensor role, named once; unused ones st
      * skip) receives h. sum may be x or skip; y may be x.
      * Backward takes forward's x, skip, gamma, beta, residual (and save_*) and recomputes h and
      * z: dx is dh (also skip's gradient), dresidual = dy*act'(z) (dy without an activation).
+     * Given to backward (with skip), sum is read as h in place of x + skip: one tensor less
+     * to read, h rounded to x's storage as forward stored it.
      */
     cl_mem skip;      /* added before normalizing */
     cl_mem sum;       /* forward output with skip: h, the residual stream */
