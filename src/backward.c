@@ -31,7 +31,7 @@ void clnorm_plan_backward_setup(clnorm_plan *plan)
     /* Column slices are forward's columns: the same tiles (CLNORM_CT, or the narrow path's
      * whole runs of C < 8 columns) read whole rows of x and dy. */
     if (!gpu && v.S == 1 && v.R > 1)
-        cols = plan->narrow ? (size_t)plan->narrow : plan->col_tile;
+        cols = plan->narrow ? (size_t)plan->narrow : plan->bwd_col_tile;
     plan->bwd_view = v;
     plan->bwd_blocking = clnorm_plan_blocking(plan, &v, cols, plan->bwd_wg);
     plan->coef_size = per_sample(d) ? d->n : plan->table_size;

@@ -229,6 +229,10 @@ struct clnorm_plan {
      * CLNORM_CT (columns per work-item of the column kernels, forward and backward). */
     int narrow;
     size_t col_tile;
+    /* The backward program's CLNORM_CT: col_tile, but 64 (or 32) where a plan with an
+     * activation has columns that allow it (its sums pass writes dy*act'(z), and runs of
+     * eight columns wrote it a 32-byte piece per row). */
+    size_t bwd_col_tile;
     cl_kernel bwd_partial_rows, bwd_partial_cols, bwd_finalize, bwd_param_partial,
         bwd_param_finalize, bwd_running_stats, bwd_apply;
     cl_mem bwd_partials, coef, param_partials;

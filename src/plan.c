@@ -258,7 +258,8 @@ static void program_options(const clnorm_plan *plan, int backward, size_t wg, ch
              "-cl-std=CL1.2 -DCLNORM_DTYPE=%d%s -DCLNORM_APPLY=%d -DCLNORM_RT=%d"
              " -DCLNORM_NARROW=%d -DCLNORM_CT=%d%s%s",
              (int)d->dtype, y_option, plan->apply_mode,
-             plan->ctx->info.cls == CLNORM_CLASS_GPU ? 1 : COLS, plan->narrow, (int)plan->col_tile,
+             plan->ctx->info.cls == CLNORM_CLASS_GPU ? 1 : COLS, plan->narrow,
+             (int)(backward ? plan->bwd_col_tile : plan->col_tile),
              wg_option, endian);
 }
 
@@ -552,6 +553,9 @@ static clnorm_status plan_make(clnorm_context *ctx, const clnorm_desc *desc, int
     size_t ct = wide && v->R % 64 == 0 ? 64 : wide && v->R % 32 == 0 ? 32 : cols;
     plan->narrow = narrow;
     plan->col_tile = ct;
+    plan->bwd_col_tile = ct;
+    if (!gpu && d->activation && v->S == 1 && v->R > 1 && (v->R % 32 == 0))
+        plan->bwd_col_tile = v->R % 64 == 0 ? 64 : 32;
 
     /* Only GPU programs hold the work-group kernels (CLNORM_WG): CPUs never run them, and
      * compiling them cost a CPU program's first build time. The forward program is built now;
