@@ -17,11 +17,43 @@
  * memory, for groups that fit in a core's cache): norm_rows and norm_slab, at its end.
  */
 
+/* The epilogue of element(s) e (DESIGN.md section 11): h = x + skip, sum = h, z = (h - M) * S +
+ * B + residual, y = act(z). skip, residual and sum may be NULL; h is read before y and sum are
+ * written, so that y may be x and sum x or skip. */
+#define EPI8(e, M, S, B)                                                                          \
+    {                                                                                             \
+        float8 h_ = HL8(x, skip, e);                                                              \
+        if (sum)                                                                                  \
+            XSTORE8(h_, sum, e);                                                                  \
+        float8 z_ = (h_ - (M)) * (S) + (B);                                                       \
+        if (residual)                                                                             \
+            z_ += LOAD8(residual, e);                                                             \
+        STORE8(act8(z_, act, alpha), y, e);                                                       \
+    }
+#define EPI1(e, M, S, B)                                                                          \
+    {                                                                                             \
+        float h_ = HL1(x, skip, e);                                                               \
+        if (sum)                                                                                  \
+            XSTORE1(h_, sum, e);                                                                  \
+        float z_ = (h_ - (M)) * (S) + (B);                                                        \
+        if (residual)                                                                             \
+            z_ += LOAD1(residual, e);                                                             \
+        STORE1(act1(z_, act, alpha), y, e);                                                       \
+    }
+
+/* A run [i, stop) with its constants; the plain loop unless the call has an epilogue (epi). */
 #define APPLY_LOOP(M8, S8, B8, M1, S1, B1)                                                         \
-    for (; i + 8 <= stop; i += 8, pos += 8)                                                         \
-        STORE8((LOAD8(x, i) - (M8)) * (S8) + (B8), y, i);                                           \
-    for (; i < stop; ++i, ++pos)                                                                    \
-        STORE1((LOAD1(x, i) - (M1)) * (S1) + (B1), y, i);
+    if (epi) {                                                                                      \
+        for (; i + 8 <= stop; i += 8, pos += 8)                                                     \
+            EPI8(i, M8, S8, B8)                                                                     \
+        for (; i < stop; ++i, ++pos)                                                                \
+            EPI1(i, M1, S1, B1)                                                                     \
+    } else {                                                                                        \
+        for (; i + 8 <= stop; i += 8, pos += 8)                                                     \
+            STORE8((LOAD8(x, i) - (M8)) * (S8) + (B8), y, i);                                       \
+        for (; i < stop; ++i, ++pos)                                                                \
+            STORE1((LOAD1(x, i) - (M1)) * (S1) + (B1), y, i);                                       \
+    }
 
 /* A per-sample row (LAYER, RMS): scale a * gamma and shift beta per element of the row, either
  * possibly absent; straight-line loops for each case rather than a test per element. */
@@ -37,11 +69,13 @@
         APPLY_LOOP(M, A, 0.0f, M, A, 0.0f)                                                        \
     }
 
-__kernel void apply(__global const store_t *x, __global ystore_t *y, __global const float *table,
-                    ulong T, __global const float *stats, ulong nstats, __global const float *gamma,
-                    __global const float *beta, ulong total, ulong rowlen, ulong rows_per_sample,
-                    ulong tstride, ulong chunk)
+__kernel void apply(__global const store_t *x, __global const store_t *skip, __global ystore_t *y,
+                    __global const float *table, ulong T, __global const float *stats,
+                    ulong nstats, __global const float *gamma, __global const float *beta,
+                    ulong total, ulong rowlen, ulong rows_per_sample, ulong tstride, ulong chunk,
+                    __global const store_t *residual, __global store_t *sum, int act, float alpha)
 {
+    int epi = skip || residual || sum || act;
     row_walk w;
     if (!walk_begin(&w, chunk, total, rowlen, rows_per_sample))
         return;
@@ -63,12 +97,21 @@ __kernel void apply(__global const store_t *x, __global ystore_t *y, __global co
         narrow_consts(tm, (int)c0, cm, vm);
         narrow_consts(tm + T, (int)c0, cs, vs);
         narrow_consts(tm + 2 * T, (int)c0, cb, vb);
-        for (; i + NARROW_L <= stop; i += NARROW_L)
-            #pragma unroll
-            for (int k = 0; k < NARROW_M; ++k)
-                STORE8((LOAD8(x, i + 8 * k) - vm[k]) * vs[k] + vb[k], y, i + 8 * k);
-        for (int c = (int)c0; i < stop; ++i, c = c + 1 == CLNORM_NARROW ? 0 : c + 1)
-            STORE1((LOAD1(x, i) - cm[c]) * cs[c] + cb[c], y, i);
+        if (epi) {
+            for (; i + NARROW_L <= stop; i += NARROW_L)
+                #pragma unroll
+                for (int k = 0; k < NARROW_M; ++k)
+                    EPI8(i + 8 * k, vm[k], vs[k], vb[k])
+            for (int c = (int)c0; i < stop; ++i, c = c + 1 == CLNORM_NARROW ? 0 : c + 1)
+                EPI1(i, cm[c], cs[c], cb[c])
+        } else {
+            for (; i + NARROW_L <= stop; i += NARROW_L)
+                #pragma unroll
+                for (int k = 0; k < NARROW_M; ++k)
+                    STORE8((LOAD8(x, i + 8 * k) - vm[k]) * vs[k] + vb[k], y, i + 8 * k);
+            for (int c = (int)c0; i < stop; ++i, c = c + 1 == CLNORM_NARROW ? 0 : c + 1)
+                STORE1((LOAD1(x, i) - cm[c]) * cs[c] + cb[c], y, i);
+        }
 #elif CLNORM_APPLY == 1
         __global const float *tm = table + n * tstride;
         __global const float *ts = tm + T;
@@ -94,12 +137,15 @@ __kernel void apply(__global const store_t *x, __global ystore_t *y, __global co
  * channel, a row being nseg channels of S / nseg elements from channel (g mod gps) * nseg
  * (GROUP: C/G channels per row; INSTANCE and BATCH: one).
  */
-__kernel void norm_rows(__global const store_t *x, __global ystore_t *y, __global float *part,
-                        __global float *stats, ulong ngroups, __global const float *gamma,
-                        __global const float *beta, __global float *save_mean,
-                        __global float *save_invstd, ulong S, ulong block, ulong nseg,
-                        ulong gps, float eps, int rms)
+__kernel void norm_rows(__global const store_t *x, __global const store_t *skip,
+                        __global ystore_t *y, __global float *part, __global float *stats,
+                        ulong ngroups, __global const float *gamma, __global const float *beta,
+                        __global float *save_mean, __global float *save_invstd, ulong S,
+                        ulong block, ulong nseg, ulong gps, float eps, int rms,
+                        __global const store_t *residual, __global store_t *sum, int act,
+                        float alpha)
 {
+    int epi = skip || residual || sum || act;
     ulong g = get_global_id(0);
     if (g >= ngroups)
         return;
@@ -109,7 +155,7 @@ __kernel void norm_rows(__global const store_t *x, __global ystore_t *y, __globa
     for (ulong b0 = 0; b0 < S; b0 += block) {
         ulong len = min(block, S - b0);
         float bm, bm2;
-        run_stats(x, row0 + b0, len, &bm, &bm2);
+        run_stats(x, skip, row0 + b0, len, &bm, &bm2);
         if (b0 == 0)
             shift = bm;
         chan_merge(&n, &mean, &m2, (float)len, bm - shift, bm2 < 0.0f ? 0.0f : bm2);
@@ -146,12 +192,12 @@ __kernel void norm_rows(__global const store_t *x, __global ystore_t *y, __globa
 }
 
 /* (mean, M2) of the eight columns at x + i0 over rows [0, rows) of stride R. */
-inline void cols8_stats(__global const store_t *x, ulong i0, ulong stride, ulong rows,
-                        float8 *mean, float8 *m2)
+inline void cols8_stats(__global const store_t *x, __global const store_t *skip, ulong i0,
+                        ulong stride, ulong rows, float8 *mean, float8 *m2)
 {
     ulong q0 = 0, q1 = rows;
     float8 mn, mm;
-    COLUMN_STATS(float8, LOAD8, i0, stride, q0, q1, mn, mm)
+    COLUMN_STATS(float8, HX8, i0, stride, q0, q1, mn, mm)
     *mean = mn;
     *m2 = mm;
 }
@@ -180,7 +226,7 @@ inline void merge8(__global float *pm, __global float *pm2, __global float *psh,
 #define SLAB_STATS_TILES(FN, NT)                                                                  \
     for (; c + 8 * NT <= R; c += 8 * NT) {                                                        \
         float8 bm[NT], bm2[NT];                                                                   \
-        FN(x, i0 + c, R, rows, bm, bm2);                                                          \
+        FN(x, skip, i0 + c, R, rows, bm, bm2);                                                          \
         _Pragma("unroll") for (int t = 0; t < NT; ++t)                                            \
             merge8(tm + c + 8 * t, ts + c + 8 * t, tb + c + 8 * t, bm[t], bm2[t], f, w, first);   \
     }
@@ -195,12 +241,15 @@ inline void merge8(__global float *pm, __global float *pm2, __global float *psh,
  * cache. Writes stats, save_*, the table, and every column's (mean, M2) as its single partial
  * (for stats_finalize when running statistics need the whole batch).
  */
-__kernel void norm_slab(__global const store_t *x, __global ystore_t *y, __global float *part,
-                        __global float *stats, ulong ngroups, __global float *table, ulong T,
-                        __global const float *gamma, __global const float *beta,
-                        __global float *save_mean, __global float *save_invstd, ulong P, ulong Q,
-                        ulong R, ulong qb, ulong members, float eps)
+__kernel void norm_slab(__global const store_t *x, __global const store_t *skip,
+                        __global ystore_t *y, __global float *part, __global float *stats,
+                        ulong ngroups, __global float *table, ulong T, __global const float *gamma,
+                        __global const float *beta, __global float *save_mean,
+                        __global float *save_invstd, ulong P, ulong Q, ulong R, ulong qb,
+                        ulong members, float eps, __global const store_t *residual,
+                        __global store_t *sum, int act, float alpha)
 {
+    int epi = skip || residual || sum || act;
     ulong p = get_global_id(0);
     if (p >= P)
         return;
@@ -249,6 +298,10 @@ __kernel void norm_slab(__global const store_t *x, __global ystore_t *y, __globa
     }
     for (ulong i = base, end = base + Q * R; i < end; i += R)
         for (ulong c = 0; c < R; c += 8)
-            STORE8((LOAD8(x, i + c) - vload8(0, tm + c)) * vload8(0, ts + c) + vload8(0, tb + c),
-                   y, i + c);
+            if (epi)
+                EPI8(i + c, vload8(0, tm + c), vload8(0, ts + c), vload8(0, tb + c))
+            else
+                STORE8((LOAD8(x, i + c) - vload8(0, tm + c)) * vload8(0, ts + c) +
+                           vload8(0, tb + c),
+                       y, i + c);
 }

@@ -42,7 +42,8 @@ inline float coef_0(float a, float sg, float count) { return -a * (sg / count); 
  * work-items per block reading it coalesced (wg_walk), the group's sums taken by a fixed tree
  * in local memory, as stats_partial_rows_wg does. */
 __kernel __attribute__((reqd_work_group_size(CLNORM_WG, 1, 1))) void
-bwd_partial_rows_wg(__global const store_t *x, __global const store_t *dy, __global float *part,
+bwd_partial_rows_wg(__global const store_t *x, __global const store_t *skip,
+                    __global const store_t *dy, __global float *part,
                     __global const float *mean, ulong moff, __global const float *invstd,
                     ulong ioff, __global const float *gamma, ulong P, ulong Q, ulong R, ulong S,
                     ulong qb, ulong sb, ulong sblocks, ulong nqb, ulong members)
@@ -65,7 +66,7 @@ bwd_partial_rows_wg(__global const store_t *x, __global const store_t *dy, __glo
                 d *= vload4(0, gamma + b.s0 + w.s);
 #endif
             sg4 += d;
-            sx4 += d * ((LOAD4(x, w.i) - m) * a);
+            sx4 += d * ((HL4(x, skip, w.i) - m) * a);
         }
         sg = hsum4(sg4);
         sx = hsum4(sx4);
@@ -77,7 +78,7 @@ bwd_partial_rows_wg(__global const store_t *x, __global const store_t *dy, __glo
                 d *= gamma[b.s0 + w.s];
 #endif
             sg += d;
-            sx += d * ((LOAD1(x, w.i) - m) * a);
+            sx += d * ((HL1(x, skip, w.i) - m) * a);
         }
     }
     uint l = get_local_id(0);
@@ -91,11 +92,14 @@ bwd_partial_rows_wg(__global const store_t *x, __global const store_t *dy, __glo
 }
 #endif
 
-__kernel void bwd_partial_rows(__global const store_t *x, __global const store_t *dy,
+__kernel void bwd_partial_rows(__global const store_t *x, __global const store_t *skip,
+                               __global const store_t *dy,
                                __global float *part, __global const float *mean, ulong moff,
                                __global const float *invstd, ulong ioff,
                                __global const float *gamma, ulong P, ulong Q, ulong R, ulong S,
-                               ulong qb, ulong sb, ulong sblocks, ulong nqb, ulong members)
+                               ulong qb, ulong sb, ulong sblocks, ulong nqb, ulong members,
+                               __global const float *beta, __global const store_t *residual,
+                               __global store_t *dzo, int act, float alpha, ulong C)
 {
     ulong g = get_global_id(0);
     ulong nblk = nqb * sblocks;
@@ -109,6 +113,13 @@ __kernel void bwd_partial_rows(__global const store_t *x, __global const store_t
     ulong s0 = sbi * sb, s1 = min(S, s0 + sb);
     ulong k = (p * R + r) / members;
     float m = stat_mean(mean, moff, k), a = invstd[ioff + k];
+    /* The epilogue's gradient (act nonzero): dy*act'(z) is what is summed, written to dzo (when
+     * given) for the passes after; z's scale and shift per channel (the slice's), or per
+     * element. */
+    ulong ch;
+    divide(p * R + r, C, &ch);
+    float zs = PER_ELEMENT_GAMMA || !gamma ? a : a * gamma[ch];
+    float zb = PER_ELEMENT_GAMMA || !beta ? 0.0f : beta[ch];
 
     float8 sg8 = (float8)(0.0f), sx8 = (float8)(0.0f);
     float sg1 = 0.0f, sx1 = 0.0f;
@@ -116,22 +127,47 @@ __kernel void bwd_partial_rows(__global const store_t *x, __global const store_t
         ulong base = ((p * Q + q) * R + r) * S;
         ulong s = s0;
         for (; s + 8 <= s1; s += 8) {
-            float8 d = LOAD8(dy, base + s);
+            float8 d = LOAD8(dy, base + s), h = HL8(x, skip, base + s);
+            if (act) {
+#if PER_ELEMENT_GAMMA
+                float8 z = (h - m) * (gamma ? a * vload8(0, gamma + s) : (float8)(a)) +
+                           (beta ? vload8(0, beta + s) : (float8)(0.0f));
+#else
+                float8 z = (h - m) * zs + zb;
+#endif
+                if (residual)
+                    z += LOAD8(residual, base + s);
+                d *= dact8(z, act, alpha);
+                if (dzo)
+                    STORE8(d, dzo, base + s);
+            }
 #if PER_ELEMENT_GAMMA
             if (gamma)
                 d *= vload8(0, gamma + s);
 #endif
             sg8 += d;
-            sx8 += d * ((LOAD8(x, base + s) - m) * a);
+            sx8 += d * ((h - m) * a);
         }
         for (; s < s1; ++s) {
-            float d = LOAD1(dy, base + s);
+            float d = LOAD1(dy, base + s), h = HL1(x, skip, base + s);
+            if (act) {
+#if PER_ELEMENT_GAMMA
+                float z = (h - m) * (gamma ? a * gamma[s] : a) + (beta ? beta[s] : 0.0f);
+#else
+                float z = (h - m) * zs + zb;
+#endif
+                if (residual)
+                    z += LOAD1(residual, base + s);
+                d *= dact1(z, act, alpha);
+                if (dzo)
+                    STORE1(d, dzo, base + s);
+            }
 #if PER_ELEMENT_GAMMA
             if (gamma)
                 d *= gamma[s];
 #endif
             sg1 += d;
-            sx1 += d * ((LOAD1(x, base + s) - m) * a);
+            sx1 += d * ((h - m) * a);
         }
     }
     ulong out = (p * R + r) * nblk + qbi * sblocks + sbi;
@@ -155,17 +191,28 @@ inline float8 col_stat8(__global const float *s, ulong off, ulong k, ulong membe
  * independent chains, and runs of NT*32 contiguous bytes of each row, as the forward's wide
  * tiles read them. */
 #define COLS_BWD_FN(NAME, NT)                                                                     \
-    inline void NAME(__global const store_t *x, __global const store_t *dy, ulong i0,             \
-                     ulong stride, ulong rows, const float8 *m, float8 *sg, float8 *sd)           \
+    inline void NAME(__global const store_t *x, __global const store_t *skip,                 \
+                     __global const store_t *dy, ulong i0, ulong stride, ulong rows,              \
+                     const float8 *m, const float8 *zs, const float8 *zb,                         \
+                     __global const store_t *residual, __global store_t *dzo, int act,            \
+                     float alpha, float8 *sg, float8 *sd)                                         \
     {                                                                                             \
         float8 g[NT], d[NT];                                                                      \
         _Pragma("unroll") for (int t = 0; t < NT; ++t) g[t] = d[t] = (float8)(0.0f);              \
         for (ulong i = i0, end = i0 + rows * stride; i < end; i += stride)                        \
             _Pragma("unroll") for (int t = 0; t < NT; ++t)                                        \
             {                                                                                     \
-                float8 v = LOAD8(dy, i + 8 * t);                                                  \
+                float8 v = LOAD8(dy, i + 8 * t), h = HL8(x, skip, i + 8 * t);                     \
+                if (act) { /* the epilogue's gradient, as in bwd_partial_rows */                  \
+                    float8 z = (h - m[t]) * zs[t] + zb[t];                                        \
+                    if (residual)                                                                 \
+                        z += LOAD8(residual, i + 8 * t);                                          \
+                    v *= dact8(z, act, alpha);                                                    \
+                    if (dzo)                                                                      \
+                        STORE8(v, dzo, i + 8 * t);                                                \
+                }                                                                                 \
                 g[t] += v;                                                                        \
-                d[t] += v * (LOAD8(x, i + 8 * t) - m[t]);                                         \
+                d[t] += v * (h - m[t]);                                                           \
             }                                                                                     \
         _Pragma("unroll") for (int t = 0; t < NT; ++t)                                            \
         {                                                                                         \
@@ -180,7 +227,8 @@ COLS_BWD_FN(cols64_bwd, 8)
 #if CLNORM_NARROW
 /* Fewer than eight columns: a block of rows is one contiguous run, read in whole vectors whose
  * lanes cycle through the columns (as narrow_stats reads it); m, a: the columns' statistics. */
-inline void narrow_bwd(__global const store_t *x, __global const store_t *dy,
+inline void narrow_bwd(__global const store_t *x, __global const store_t *skip,
+                       __global const store_t *dy,
                        __global float *part, ulong i0, ulong rows, ulong out, ulong nqb,
                        const float *m, const float *a)
 {
@@ -196,7 +244,7 @@ inline void narrow_bwd(__global const store_t *x, __global const store_t *dy,
         for (int k = 0; k < NARROW_M; ++k) {
             float8 v = LOAD8(dy, i + 8 * k);
             g[k] += v;
-            d[k] += v * (LOAD8(x, i + 8 * k) - mv[k]);
+            d[k] += v * (HL8(x, skip, i + 8 * k) - mv[k]);
         }
     float sg[CLNORM_NARROW], sd[CLNORM_NARROW];
     #pragma unroll
@@ -209,7 +257,7 @@ inline void narrow_bwd(__global const store_t *x, __global const store_t *dy,
         for (int c = 0; c < R; ++c) {
             float v = LOAD1(dy, i + c);
             sg[c] += v;
-            sd[c] += v * (LOAD1(x, i + c) - m[c]);
+            sd[c] += v * (HL1(x, skip, i + c) - m[c]);
         }
     #pragma unroll
     for (int c = 0; c < R; ++c) {
@@ -221,10 +269,14 @@ inline void narrow_bwd(__global const store_t *x, __global const store_t *dy,
 
 /* S == 1: slices are columns of a [Q][R] matrix, CLNORM_CT neighbouring columns per work-item
  * (the forward column kernel's tiles), a last narrower tile one column at a time. */
-__kernel void bwd_partial_cols(__global const store_t *x, __global const store_t *dy,
+__kernel void bwd_partial_cols(__global const store_t *x, __global const store_t *skip,
+                               __global const store_t *dy,
                                __global float *part, __global const float *mean, ulong moff,
                                __global const float *invstd, ulong ioff, ulong P, ulong Q,
-                               ulong R, ulong qb, ulong nqb, ulong members)
+                               ulong R, ulong qb, ulong nqb, ulong members,
+                               __global const float *gamma, __global const float *beta,
+                               __global const store_t *residual, __global store_t *dzo, int act,
+                               float alpha)
 {
     ulong p, r0, qbi, q0, q1;
     if (!col_tile(P, Q, R, qb, nqb, CLNORM_CT, &p, &r0, &qbi, &q0, &q1))
@@ -238,7 +290,7 @@ __kernel void bwd_partial_cols(__global const store_t *x, __global const store_t
             m[c] = mean[moff + (k + c) / members];
             a[c] = invstd[ioff + (k + c) / members];
         }
-        narrow_bwd(x, dy, part, i0, q1 - q0, out, nqb, m, a);
+        narrow_bwd(x, skip, dy, part, i0, q1 - q0, out, nqb, m, a);
         return;
     }
 #endif
@@ -246,15 +298,20 @@ __kernel void bwd_partial_cols(__global const store_t *x, __global const store_t
     if (r0 + CLNORM_CT <= R) {
         const int NT = CLNORM_CT / 8;
         float8 m[CLNORM_CT / 8], sg[CLNORM_CT / 8], sd[CLNORM_CT / 8];
+        float8 zs[CLNORM_CT / 8], zb[CLNORM_CT / 8]; /* z's scale and shift (columns: channels) */
         #pragma unroll
-        for (int t = 0; t < NT; ++t)
+        for (int t = 0; t < NT; ++t) {
             m[t] = col_stat8(mean, moff, k + 8 * t, members);
+            zs[t] = col_stat8(invstd, ioff, k + 8 * t, members) *
+                    (gamma ? vload8(0, gamma + r0 + 8 * t) : (float8)(1.0f));
+            zb[t] = beta ? vload8(0, beta + r0 + 8 * t) : (float8)(0.0f);
+        }
 #if CLNORM_CT == 64
-        cols64_bwd(x, dy, i0, R, q1 - q0, m, sg, sd);
+        cols64_bwd(x, skip, dy, i0, R, q1 - q0, m, zs, zb, residual, dzo, act, alpha, sg, sd);
 #elif CLNORM_CT == 32
-        cols32_bwd(x, dy, i0, R, q1 - q0, m, sg, sd);
+        cols32_bwd(x, skip, dy, i0, R, q1 - q0, m, zs, zb, residual, dzo, act, alpha, sg, sd);
 #else
-        cols8_bwd(x, dy, i0, R, q1 - q0, m, sg, sd);
+        cols8_bwd(x, skip, dy, i0, R, q1 - q0, m, zs, zb, residual, dzo, act, alpha, sg, sd);
 #endif
         float lg[CLNORM_CT], ld[CLNORM_CT];
         #pragma unroll
@@ -271,12 +328,21 @@ __kernel void bwd_partial_cols(__global const store_t *x, __global const store_t
 #endif
     for (ulong j = 0; r0 + j < R && j < CLNORM_CT; ++j) {
         float m = mean[moff + (k + j) / members], a = invstd[ioff + (k + j) / members];
+        float zs = gamma ? a * gamma[r0 + j] : a, zb = beta ? beta[r0 + j] : 0.0f;
         float sg = 0.0f, sd = 0.0f;
         for (ulong q = q0; q < q1; ++q) {
             ulong i = (p * Q + q) * R + r0 + j;
-            float d = LOAD1(dy, i);
+            float d = LOAD1(dy, i), h = HL1(x, skip, i);
+            if (act) {
+                float z = (h - m) * zs + zb;
+                if (residual)
+                    z += LOAD1(residual, i);
+                d *= dact1(z, act, alpha);
+                if (dzo)
+                    STORE1(d, dzo, i);
+            }
             sg += d;
-            sd += d * (LOAD1(x, i) - m);
+            sd += d * (h - m);
         }
         part[2 * (out + j * nqb)] = sg;
         part[2 * (out + j * nqb) + 1] = sd * a;
@@ -295,7 +361,7 @@ inline void add8(__global float *p, float8 v, int first)
     for (; c + 8 * NT <= R; c += 8 * NT) {                                                        \
         float8 m[NT], g[NT], d[NT];                                                               \
         _Pragma("unroll") for (int t = 0; t < NT; ++t) m[t] = vload8(0, cm + c + 8 * t);          \
-        FN(x, dy, i0 + c, R, rows, m, g, d);                                                      \
+        FN(x, skip, dy, i0 + c, R, rows, m, m, m, 0, 0, 0, 0.0f, g, d);                                                      \
         _Pragma("unroll") for (int t = 0; t < NT; ++t)                                            \
         {                                                                                         \
             add8(sg + c + 8 * t, g[t], first);                                                    \
@@ -312,7 +378,8 @@ inline void add8(__global float *p, float8 v, int first)
  * entries hold the running sums until then. Each column's sums are left in part as its slice's
  * single partial, for bwd_finalize's dgamma and dbeta.
  */
-__kernel void bwd_slab(__global const store_t *x, __global const store_t *dy,
+__kernel void bwd_slab(__global const store_t *x, __global const store_t *skip,
+                       __global const store_t *dy,
                        __global store_t *dx, __global float *part, __global const float *mean,
                        ulong moff, __global const float *invstd, ulong ioff,
                        __global const float *gamma, __global float *coef, ulong T, ulong P,
@@ -352,7 +419,7 @@ __kernel void bwd_slab(__global const store_t *x, __global const store_t *dy,
     for (ulong i = base, end = base + Q * R; i < end; i += R)
         for (ulong c = 0; c < R; c += 8)
             STORE8(vload8(0, cdy + c) * LOAD8(dy, i + c) +
-                       vload8(0, sg + c) * (LOAD8(x, i + c) - vload8(0, cm + c)) +
+                       vload8(0, sg + c) * (HL8(x, skip, i + c) - vload8(0, cm + c)) +
                        vload8(0, sd + c),
                    dx, i + c);
 }
@@ -365,7 +432,8 @@ __kernel void bwd_slab(__global const store_t *x, __global const store_t *dy,
  * then dx over the group, re-read from cache, so that x and dy cross memory once. Each channel's
  * sums are left in part as its slice's single partial, for bwd_finalize's dgamma and dbeta.
  */
-__kernel void bwd_groups(__global const store_t *x, __global const store_t *dy,
+__kernel void bwd_groups(__global const store_t *x, __global const store_t *skip,
+                         __global const store_t *dy,
                          __global store_t *dx, __global float *part, __global const float *mean,
                          ulong moff, __global const float *invstd, ulong ioff,
                          __global const float *gamma, ulong ngroups, ulong C, ulong cpg, ulong D,
@@ -388,12 +456,12 @@ __kernel void bwd_groups(__global const store_t *x, __global const store_t *dy,
             for (; i + 8 <= end; i += 8) {
                 float8 v = LOAD8(dy, i);
                 g8 += v;
-                d8 += v * (LOAD8(x, i) - m);
+                d8 += v * (HL8(x, skip, i) - m);
             }
             for (; i < end; ++i) {
                 float v = LOAD1(dy, i);
                 g1 += v;
-                d1 += v * (LOAD1(x, i) - m);
+                d1 += v * (HL1(x, skip, i) - m);
             }
             sg += hsum8(g8) + g1;
             sd += hsum8(d8) + d1;
@@ -410,9 +478,9 @@ __kernel void bwd_groups(__global const store_t *x, __global const store_t *dy,
         ulong i = (k0 + j) * D, end = i + D;
         float kdy = (gamma ? gamma[c0 + j] : 1.0f) * a;
         for (; i + 8 <= end; i += 8)
-            STORE8(kdy * LOAD8(dy, i) + kx * (LOAD8(x, i) - m) + k1, dx, i);
+            STORE8(kdy * LOAD8(dy, i) + kx * (HL8(x, skip, i) - m) + k1, dx, i);
         for (; i < end; ++i)
-            STORE1(kdy * LOAD1(dy, i) + kx * (LOAD1(x, i) - m) + k1, dx, i);
+            STORE1(kdy * LOAD1(dy, i) + kx * (HL1(x, skip, i) - m) + k1, dx, i);
     }
 }
 
@@ -494,7 +562,8 @@ __kernel void bwd_finalize(__global const float *part, ulong nblk, __global cons
 /* LAYER/RMS dgamma, dbeta: column sums over the N samples of the [N][L] matrix, CLNORM_RT
  * columns and qb samples per work-item; partials (sum dy, sum dy*xh) per (column, block), or,
  * with a single block (part NULL), dbeta and dgamma themselves. */
-__kernel void bwd_param_partial(__global const store_t *x, __global const store_t *dy,
+__kernel void bwd_param_partial(__global const store_t *x, __global const store_t *skip,
+                                __global const store_t *dy,
                                 __global float *part, __global const float *mean, ulong moff,
                                 __global const float *invstd, ulong ioff, ulong N, ulong L,
                                 ulong qb, ulong nqb, __global float *dgamma,
@@ -515,7 +584,7 @@ __kernel void bwd_param_partial(__global const store_t *x, __global const store_
             float m = stat_mean(mean, moff, n), a = invstd[ioff + n];
             float8 d = LOAD8(dy, n * L + c0);
             sb += d;
-            sgm += d * ((LOAD8(x, n * L + c0) - m) * a);
+            sgm += d * ((HL8(x, skip, n * L + c0) - m) * a);
         }
         if (!part) {
             if (dbeta)
@@ -542,7 +611,7 @@ __kernel void bwd_param_partial(__global const store_t *x, __global const store_
             float m = stat_mean(mean, moff, n), a = invstd[ioff + n];
             float d = LOAD1(dy, n * L + c);
             sb += d;
-            sgm += d * ((LOAD1(x, n * L + c) - m) * a);
+            sgm += d * ((HL1(x, skip, n * L + c) - m) * a);
         }
         if (part) {
             part[2 * (c * nqb + qbi)] = sb;
@@ -583,17 +652,39 @@ __kernel void bwd_running_stats(__global const float *running_mean,
     stats[ngroups + k] = rsqrt(running_var[c] + eps);
 }
 
-/* dx = k_dy*dy + k_x*(x - mean) + k_0, walking chunks and rows as apply does (row_walk). */
-#define BWD_LOOP(M8, KDY8, KX8, K08, M1, KDY1, KX1, K01)                                          \
-    for (; i + 8 <= stop; i += 8, pos += 8)                                                         \
-        STORE8((KDY8) * LOAD8(dy, i) + (KX8) * (LOAD8(x, i) - (M8)) + (K08), dx, i);                \
-    for (; i < stop; ++i, ++pos)                                                                    \
-        STORE1((KDY1) * LOAD1(dy, i) + (KX1) * (LOAD1(x, i) - (M1)) + (K01), dx, i);
+/* dx = k_dy*dy + k_x*(x - mean) + k_0, walking chunks and rows as apply does (row_walk). With
+ * act nonzero, dy*act'(z) in place of dy, z recomputed: (h - mean) * k_dy + beta (+ residual),
+ * k_dy being gamma*invstd (B8, B1: beta). */
+#define BWD_LOOP(M8, KDY8, KX8, K08, M1, KDY1, KX1, K01, B8, B1)                                  \
+    if (act) {                                                                                    \
+        for (; i + 8 <= stop; i += 8, pos += 8) {                                                 \
+            float8 h = HL8(x, skip, i), z = (h - (M8)) * (KDY8) + (B8);                           \
+            if (residual)                                                                         \
+                z += LOAD8(residual, i);                                                          \
+            float8 g = LOAD8(dy, i) * dact8(z, act, alpha);                                       \
+            STORE8((KDY8) * g + (KX8) * (h - (M8)) + (K08), dx, i);                               \
+        }                                                                                         \
+        for (; i < stop; ++i, ++pos) {                                                            \
+            float h = HL1(x, skip, i), z = (h - (M1)) * (KDY1) + (B1);                            \
+            if (residual)                                                                         \
+                z += LOAD1(residual, i);                                                          \
+            float g = LOAD1(dy, i) * dact1(z, act, alpha);                                        \
+            STORE1((KDY1) * g + (KX1) * (h - (M1)) + (K01), dx, i);                               \
+        }                                                                                         \
+    } else {                                                                                      \
+        for (; i + 8 <= stop; i += 8, pos += 8)                                                   \
+            STORE8((KDY8) * LOAD8(dy, i) + (KX8) * (HL8(x, skip, i) - (M8)) + (K08), dx, i);      \
+        for (; i < stop; ++i, ++pos)                                                              \
+            STORE1((KDY1) * LOAD1(dy, i) + (KX1) * (HL1(x, skip, i) - (M1)) + (K01), dx, i);      \
+    }
 
-__kernel void bwd_apply(__global const store_t *x, __global const store_t *dy,
+__kernel void bwd_apply(__global const store_t *x, __global const store_t *skip,
+                        __global const store_t *dy,
                         __global store_t *dx, __global const float *coef, ulong T,
                         __global const float *gamma, ulong total, ulong rowlen,
-                        ulong rows_per_sample, ulong tstride, ulong chunk)
+                        ulong rows_per_sample, ulong tstride, ulong chunk,
+                        __global const float *beta, __global const store_t *residual, int act,
+                        float alpha)
 {
     row_walk w;
     if (!walk_begin(&w, chunk, total, rowlen, rows_per_sample))
@@ -603,7 +694,8 @@ __kernel void bwd_apply(__global const store_t *x, __global const store_t *dy,
 #if CLNORM_APPLY == 0
         ulong t = n * tstride + w.rs;
         float m = coef[t], kdy = coef[T + t], kx = coef[2 * T + t], k0 = coef[3 * T + t];
-        BWD_LOOP(m, kdy, kx, k0, m, kdy, kx, k0)
+        float b = act && beta ? beta[w.rs] : 0.0f;
+        BWD_LOOP(m, kdy, kx, k0, m, kdy, kx, k0, b, b)
 #elif CLNORM_APPLY == 1 && CLNORM_NARROW
         /* Fewer than eight channels: a row is a whole sample, as in apply. */
         __global const float *tm = coef + n * tstride;
@@ -619,21 +711,26 @@ __kernel void bwd_apply(__global const store_t *x, __global const store_t *dy,
             #pragma unroll
             for (int k = 0; k < NARROW_M; ++k) {
                 ulong e = i + 8 * k;
-                STORE8(vdy[k] * LOAD8(dy, e) + vx[k] * (LOAD8(x, e) - vm[k]) + v1[k], dx, e);
+                STORE8(vdy[k] * LOAD8(dy, e) + vx[k] * (HL8(x, skip, e) - vm[k]) + v1[k], dx, e);
             }
         for (int c = (int)c0; i < stop; ++i, c = c + 1 == CLNORM_NARROW ? 0 : c + 1)
-            STORE1(cdy[c] * LOAD1(dy, i) + cx[c] * (LOAD1(x, i) - cm[c]) + c1[c], dx, i);
+            STORE1(cdy[c] * LOAD1(dy, i) + cx[c] * (HL1(x, skip, i) - cm[c]) + c1[c], dx, i);
 #elif CLNORM_APPLY == 1
         __global const float *tm = coef + n * tstride;
         BWD_LOOP(vload8(0, tm + pos), vload8(0, tm + T + pos), vload8(0, tm + 2 * T + pos),
                  vload8(0, tm + 3 * T + pos), tm[pos], tm[T + pos], tm[2 * T + pos],
-                 tm[3 * T + pos])
+                 tm[3 * T + pos], act && beta ? vload8(0, beta + pos) : (float8)(0.0f),
+                 act && beta ? beta[pos] : 0.0f)
 #else
         float m = coef[n], a = coef[T + n], kx = coef[2 * T + n], k0 = coef[3 * T + n];
         if (gamma) {
-            BWD_LOOP(m, a * vload8(0, gamma + pos), kx, k0, m, a * gamma[pos], kx, k0)
+            BWD_LOOP(m, a * vload8(0, gamma + pos), kx, k0, m, a * gamma[pos], kx, k0,
+                     act && beta ? vload8(0, beta + pos) : (float8)(0.0f),
+                     act && beta ? beta[pos] : 0.0f)
         } else {
-            BWD_LOOP(m, a, kx, k0, m, a, kx, k0)
+            BWD_LOOP(m, a, kx, k0, m, a, kx, k0,
+                     act && beta ? vload8(0, beta + pos) : (float8)(0.0f),
+                     act && beta ? beta[pos] : 0.0f)
         }
 #endif
     } while (walk_next(&w, rowlen, rows_per_sample));
@@ -646,7 +743,8 @@ __kernel void bwd_apply(__global const store_t *x, __global const store_t *dy,
  * ppart[item] = [dbeta L | dgamma L], then writes dx from the row still in cache: x and dy
  * cross memory once. bwd_rows_param_finalize sums the items' slices in order.
  */
-__kernel void bwd_rows(__global const store_t *x, __global const store_t *dy,
+__kernel void bwd_rows(__global const store_t *x, __global const store_t *skip,
+                       __global const store_t *dy,
                        __global store_t *dx, __global const float *mean, ulong moff,
                        __global const float *invstd, ulong ioff, __global const float *gamma,
                        __global float *ppart, ulong N, ulong L, ulong rows_per_item,
@@ -662,6 +760,7 @@ __kernel void bwd_rows(__global const store_t *x, __global const store_t *dy,
     for (ulong n = n0; n < n1; ++n) {
         float m = stat_mean(mean, moff, n), a = invstd[ioff + n];
         __global const store_t *xr = x + n * L, *dyr = dy + n * L;
+        __global const store_t *sr = skip ? skip + n * L : 0;
         int first = n == n0;
         float sg = 0.0f, sgx = 0.0f;
         for (ulong b0 = 0; b0 < L; b0 += block) {
@@ -669,7 +768,7 @@ __kernel void bwd_rows(__global const store_t *x, __global const store_t *dy,
             float8 g8 = (float8)(0.0f), gx8 = (float8)(0.0f);
             float g1 = 0.0f, gx1 = 0.0f;
             for (; c + 8 <= b1; c += 8) {
-                float8 d = LOAD8(dyr, c), xh = (LOAD8(xr, c) - m) * a;
+                float8 d = LOAD8(dyr, c), xh = (HL8(xr, sr, c) - m) * a;
                 if (want_params) {
                     float8 pb = first ? d : vload8(0, pdb + c) + d;
                     float8 pg = first ? d * xh : vload8(0, pdg + c) + d * xh;
@@ -682,7 +781,7 @@ __kernel void bwd_rows(__global const store_t *x, __global const store_t *dy,
                 gx8 += d * xh;
             }
             for (; c < b1; ++c) {
-                float d = LOAD1(dyr, c), xh = (LOAD1(xr, c) - m) * a;
+                float d = LOAD1(dyr, c), xh = (HL1(xr, sr, c) - m) * a;
                 if (want_params) {
                     pdb[c] = first ? d : pdb[c] + d;
                     pdg[c] = first ? d * xh : pdg[c] + d * xh;
@@ -703,11 +802,11 @@ __kernel void bwd_rows(__global const store_t *x, __global const store_t *dy,
         ulong c = 0;
         for (; c + 8 <= L; c += 8) {
             float8 k = gamma ? a * vload8(0, gamma + c) : (float8)(a);
-            STORE8(k * LOAD8(dyr, c) + kx * (LOAD8(xr, c) - m) + k0, dxr, c);
+            STORE8(k * LOAD8(dyr, c) + kx * (HL8(xr, sr, c) - m) + k0, dxr, c);
         }
         for (; c < L; ++c) {
             float k = gamma ? a * gamma[c] : a;
-            STORE1(k * LOAD1(dyr, c) + kx * (LOAD1(xr, c) - m) + k0, dxr, c);
+            STORE1(k * LOAD1(dyr, c) + kx * (HL1(xr, sr, c) - m) + k0, dxr, c);
         }
     }
 }
@@ -727,4 +826,75 @@ __kernel void bwd_rows_param_finalize(__global const float *ppart, ulong nitems,
         dbeta[c] = sb;
     if (dgamma)
         dgamma[c] = sg;
+}
+
+/*
+ * The epilogue's gradient (DESIGN.md section 11), before the passes above: dz = dy * act'(z),
+ * z = (h - mean) * invstd * gamma + beta + residual recomputed from h = x + skip, written to dz
+ * (the caller's dresidual, or the plan's scratch), which the passes then read as their dy.
+ * Walks chunks and rows as bwd_apply does, eight elements at a time with their constants:
+ * channels-first rows are one (n, c), one statistics group; channels-last rows one (n, d) of C
+ * channels, channel c of sample n in statistics group (n*nc + c) / cpg (BATCH: nc 0, cpg 1;
+ * INSTANCE: nc C, cpg 1; GROUP: nc C, cpg C/G), whose narrow rows (whole samples) go one
+ * element at a time; LAYER and RMS rows are samples, parameters per element.
+ */
+#define EPI_GRAD8(M, S, B)                                                                        \
+    {                                                                                             \
+        float8 z = (HL8(x, skip, i) - (M)) * (S) + (B);                                           \
+        if (residual)                                                                             \
+            z += LOAD8(residual, i);                                                              \
+        STORE8(LOAD8(dy, i) * dact8(z, act, alpha), dz, i);                                       \
+    }
+#define EPI_GRAD1(M, S, B)                                                                        \
+    {                                                                                             \
+        float z = (HL1(x, skip, i) - (M)) * (S) + (B);                                            \
+        if (residual)                                                                             \
+            z += LOAD1(residual, i);                                                              \
+        STORE1(LOAD1(dy, i) * dact1(z, act, alpha), dz, i);                                       \
+    }
+
+__kernel void bwd_epilogue(__global const store_t *x, __global const store_t *skip,
+                           __global const store_t *residual, __global const store_t *dy,
+                           __global store_t *dz, __global const float *mean, ulong moff,
+                           __global const float *invstd, ulong ioff, __global const float *gamma,
+                           __global const float *beta, ulong total, ulong rowlen,
+                           ulong rows_per_sample, ulong chunk, ulong C, ulong nc, ulong cpg,
+                           int act, float alpha)
+{
+    row_walk w;
+    if (!walk_begin(&w, chunk, total, rowlen, rows_per_sample))
+        return;
+    do {
+        ulong i = w.i, pos = w.pos, stop = w.stop, n = w.n;
+#if CLNORM_APPLY == 0
+        ulong k = (n * nc + w.rs) / cpg;
+        float m = stat_mean(mean, moff, k), a = invstd[ioff + k];
+        float s = gamma ? a * gamma[w.rs] : a, b = beta ? beta[w.rs] : 0.0f;
+        for (; i + 8 <= stop; i += 8)
+            EPI_GRAD8(m, s, b)
+        for (; i < stop; ++i)
+            EPI_GRAD1(m, s, b)
+#elif CLNORM_APPLY == 1
+        ulong c;
+        divide(pos, C, &c);
+        for (; !CLNORM_NARROW && i + 8 <= stop; i += 8, c += 8) {
+            ulong k = n * nc + c;
+            float8 g8 = gamma ? vload8(0, gamma + c) : (float8)(1.0f);
+            float8 b8 = beta ? vload8(0, beta + c) : (float8)(0.0f);
+            EPI_GRAD8(col_stat8(mean, moff, k, cpg), col_stat8(invstd, ioff, k, cpg) * g8, b8)
+        }
+        for (; i < stop; ++i, c = c + 1 == C ? 0 : c + 1) {
+            ulong k = (n * nc + c) / cpg;
+            float a = invstd[ioff + k];
+            EPI_GRAD1(stat_mean(mean, moff, k), gamma ? a * gamma[c] : a, beta ? beta[c] : 0.0f)
+        }
+#else
+        float m = stat_mean(mean, moff, n), a = invstd[ioff + n];
+        for (; i + 8 <= stop; i += 8, pos += 8)
+            EPI_GRAD8(m, gamma ? a * vload8(0, gamma + pos) : (float8)(a),
+                      beta ? vload8(0, beta + pos) : (float8)(0.0f))
+        for (; i < stop; ++i, ++pos)
+            EPI_GRAD1(m, gamma ? a * gamma[pos] : a, beta ? beta[pos] : 0.0f)
+#endif
+    } while (walk_next(&w, rowlen, rows_per_sample));
 }

@@ -25,39 +25,39 @@ inline void store_partial(__global float *part, ulong i, float mean, float m2)
  * independent accumulators: one chain of vector adds would wait on the adder's latency at every
  * step, and that, not memory, bounded the statistics pass on CPUs. The accumulators are combined
  * in a fixed order by whoever reads them, so results stay the same bits run to run. */
-inline void run_sum(__global const store_t *x, ulong i, ulong end, float c, float8 *a0,
+inline void run_sum(__global const store_t *x, __global const store_t *skip, ulong i, ulong end, float c, float8 *a0,
                     float8 *a1, float8 *a2, float8 *a3, float *t)
 {
     for (; i + 32 <= end; i += 32) {
-        *a0 += LOAD8(x, i) - c;
-        *a1 += LOAD8(x, i + 8) - c;
-        *a2 += LOAD8(x, i + 16) - c;
-        *a3 += LOAD8(x, i + 24) - c;
+        *a0 += HL8(x, skip, i) - c;
+        *a1 += HL8(x, skip, i + 8) - c;
+        *a2 += HL8(x, skip, i + 16) - c;
+        *a3 += HL8(x, skip, i + 24) - c;
     }
     for (; i + 8 <= end; i += 8)
-        *a0 += LOAD8(x, i) - c;
+        *a0 += HL8(x, skip, i) - c;
     for (; i < end; ++i)
-        *t += LOAD1(x, i) - c;
+        *t += HL1(x, skip, i) - c;
 }
 
 /* Deviations from m over x[i, end): their sum (d) and their squares' sum (e). */
-inline void run_dev(__global const store_t *x, ulong i, ulong end, float m, float8 *d0,
+inline void run_dev(__global const store_t *x, __global const store_t *skip, ulong i, ulong end, float m, float8 *d0,
                     float8 *d1, float8 *e0, float8 *e1, float *dt, float *et)
 {
     for (; i + 16 <= end; i += 16) {
-        float8 u = LOAD8(x, i) - m, v = LOAD8(x, i + 8) - m;
+        float8 u = HL8(x, skip, i) - m, v = HL8(x, skip, i + 8) - m;
         *d0 += u;
         *d1 += v;
         *e0 += u * u;
         *e1 += v * v;
     }
     for (; i + 8 <= end; i += 8) {
-        float8 u = LOAD8(x, i) - m;
+        float8 u = HL8(x, skip, i) - m;
         *d0 += u;
         *e0 += u * u;
     }
     for (; i < end; ++i) {
-        float u = LOAD1(x, i) - m;
+        float u = HL1(x, skip, i) - m;
         *dt += u;
         *et += u * u;
     }
@@ -66,17 +66,17 @@ inline void run_dev(__global const store_t *x, ulong i, ulong end, float m, floa
 /* (mean, M2) of count contiguous elements x[i0, i0 + count), two-pass: the shifted sum gives a
  * first mean, the second sweep (from cache) sums deviations from it and their squares, and the
  * sum of deviations corrects both. A constant run gives its value and M2 = 0 exactly. */
-inline void run_stats(__global const store_t *x, ulong i0, ulong count, float *mean, float *m2)
+inline void run_stats(__global const store_t *x, __global const store_t *skip, ulong i0, ulong count, float *mean, float *m2)
 {
     float fc = (float)count;
-    float shift = LOAD1(x, i0);
+    float shift = HL1(x, skip, i0);
     float8 a0 = (float8)(0.0f), a1 = a0, a2 = a0, a3 = a0;
     float t = 0.0f;
-    run_sum(x, i0, i0 + count, shift, &a0, &a1, &a2, &a3, &t);
+    run_sum(x, skip, i0, i0 + count, shift, &a0, &a1, &a2, &a3, &t);
     float mean0 = shift + (hsum8((a0 + a1) + (a2 + a3)) + t) / fc;
     float8 d0 = (float8)(0.0f), d1 = d0, e0 = d0, e1 = d0;
     float dt = 0.0f, et = 0.0f;
-    run_dev(x, i0, i0 + count, mean0, &d0, &d1, &e0, &e1, &dt, &et);
+    run_dev(x, skip, i0, i0 + count, mean0, &d0, &d1, &e0, &e1, &dt, &et);
     float sd = hsum8(d0 + d1) + dt;
     *mean = mean0 + sd / fc;
     *m2 = hsum8(e0 + e1) + et - sd * (sd / fc);
@@ -85,7 +85,7 @@ inline void run_stats(__global const store_t *x, ulong i0, ulong count, float *m
 /* Row shape: one work-item per block of a (p, r) group; the block is qb segments of up to sb
  * contiguous elements, read eight at a time. Work-items are ordered so that neighbours read
  * neighbouring memory. */
-__kernel void stats_partial_rows(__global const store_t *x, __global float *part, ulong P,
+__kernel void stats_partial_rows(__global const store_t *x, __global const store_t *skip, __global float *part, ulong P,
                                  ulong Q, ulong R, ulong S, ulong qb, ulong sb, ulong sblocks,
                                  ulong nqb)
 {
@@ -96,23 +96,23 @@ __kernel void stats_partial_rows(__global const store_t *x, __global float *part
     ulong ns = b.s1 - b.s0, stride = R * S;
     if (b.q1 - b.q0 == 1) { /* one contiguous run */
         float mean, m2;
-        run_stats(x, b.first, ns, &mean, &m2);
+        run_stats(x, skip, b.first, ns, &mean, &m2);
         store_partial(part, b.out, mean, m2);
         return;
     }
     float count = (float)((b.q1 - b.q0) * ns);
 
-    float shift = LOAD1(x, b.first);
+    float shift = HL1(x, skip, b.first);
     float8 a0 = (float8)(0.0f), a1 = a0, a2 = a0, a3 = a0;
     float acc1 = 0.0f;
     for (ulong q = b.q0, i = b.first; q < b.q1; ++q, i += stride)
-        run_sum(x, i, i + ns, shift, &a0, &a1, &a2, &a3, &acc1);
+        run_sum(x, skip, i, i + ns, shift, &a0, &a1, &a2, &a3, &acc1);
     float mean0 = shift + (hsum8((a0 + a1) + (a2 + a3)) + acc1) / count;
 
     float8 d0 = (float8)(0.0f), d1 = d0, e0 = d0, e1 = d0;
     float dt = 0.0f, et = 0.0f;
     for (ulong q = b.q0, i = b.first; q < b.q1; ++q, i += stride)
-        run_dev(x, i, i + ns, mean0, &d0, &d1, &e0, &e1, &dt, &et);
+        run_dev(x, skip, i, i + ns, mean0, &d0, &d1, &e0, &e1, &dt, &et);
     float sd = hsum8(d0 + d1) + dt;
     store_partial(part, b.out, mean0 + sd / count, hsum8(e0 + e1) + et - sd * (sd / count));
 }
@@ -126,7 +126,7 @@ __kernel void stats_partial_rows(__global const store_t *x, __global float *part
  * deviations from it and their squares. Work-items past a short block's end add zeros.
  */
 __kernel __attribute__((reqd_work_group_size(CLNORM_WG, 1, 1))) void
-stats_partial_rows_wg(__global const store_t *x, __global float *part, ulong P, ulong Q, ulong R,
+stats_partial_rows_wg(__global const store_t *x, __global const store_t *skip, __global float *part, ulong P, ulong Q, ulong R,
                       ulong S, ulong qb, ulong sb, ulong sblocks, ulong nqb)
 {
     __local float lsum[CLNORM_WG], ldev[CLNORM_WG], lsq[CLNORM_WG];
@@ -139,16 +139,16 @@ stats_partial_rows_wg(__global const store_t *x, __global float *part, ulong P, 
     float count = (float)(start.count * width);
     uint l = get_local_id(0);
 
-    float shift = LOAD1(x, b.first);
+    float shift = HL1(x, skip, b.first);
     float acc = 0.0f;
     if (width == 4) {
         float4 acc4 = (float4)(0.0f);
         for (wg_walk w = start; w.j < w.count; wg_walk_next(&w))
-            acc4 += LOAD4(x, w.i) - shift;
+            acc4 += HL4(x, skip, w.i) - shift;
         acc = hsum4(acc4);
     } else {
         for (wg_walk w = start; w.j < w.count; wg_walk_next(&w))
-            acc += LOAD1(x, w.i) - shift;
+            acc += HL1(x, skip, w.i) - shift;
     }
     lsum[l] = acc;
     wg_sum(lsum);
@@ -158,7 +158,7 @@ stats_partial_rows_wg(__global const store_t *x, __global float *part, ulong P, 
     if (width == 4) {
         float4 d4 = (float4)(0.0f), e4 = (float4)(0.0f);
         for (wg_walk w = start; w.j < w.count; wg_walk_next(&w)) {
-            float4 u = LOAD4(x, w.i) - mean0;
+            float4 u = HL4(x, skip, w.i) - mean0;
             d4 += u;
             e4 += u * u;
         }
@@ -166,7 +166,7 @@ stats_partial_rows_wg(__global const store_t *x, __global float *part, ulong P, 
         e = hsum4(e4);
     } else {
         for (wg_walk w = start; w.j < w.count; wg_walk_next(&w)) {
-            float u = LOAD1(x, w.i) - mean0;
+            float u = HL1(x, skip, w.i) - mean0;
             d += u;
             e += u * u;
         }
@@ -220,7 +220,7 @@ stats_partial_rows_wg(__global const store_t *x, __global float *part, ulong P, 
     }
 
 #if CLNORM_NARROW
-inline void narrow_stats(__global const store_t *x, __global float *part, ulong i0, ulong rows,
+inline void narrow_stats(__global const store_t *x, __global const store_t *skip, __global float *part, ulong i0, ulong rows,
                          ulong out, ulong nqb)
 {
     const int R = CLNORM_NARROW;
@@ -231,7 +231,7 @@ inline void narrow_stats(__global const store_t *x, __global float *part, ulong 
     float dsum[CLNORM_NARROW], dsq[CLNORM_NARROW];
     #pragma unroll
     for (int c = 0; c < R; ++c) {
-        shift[c] = LOAD1(x, i0 + c);
+        shift[c] = HL1(x, skip, i0 + c);
         sum[c] = 0.0f;
         dsum[c] = 0.0f;
         dsq[c] = 0.0f;
@@ -244,12 +244,12 @@ inline void narrow_stats(__global const store_t *x, __global float *part, ulong 
     for (ulong i = i0; i < tail0; i += NARROW_L)
         #pragma unroll
         for (int k = 0; k < NARROW_M; ++k)
-            acc[k] += LOAD8(x, i + 8 * k) - sv[k];
+            acc[k] += HL8(x, skip, i + 8 * k) - sv[k];
     narrow_fold(acc, sum);
     for (ulong i = tail0; i < end; i += R)
         #pragma unroll
         for (int c = 0; c < R; ++c)
-            sum[c] += LOAD1(x, i + c) - shift[c];
+            sum[c] += HL1(x, skip, i + c) - shift[c];
     #pragma unroll
     for (int c = 0; c < R; ++c)
         mean0[c] = shift[c] + sum[c] / count;
@@ -264,7 +264,7 @@ inline void narrow_stats(__global const store_t *x, __global float *part, ulong 
     for (ulong i = i0; i < tail0; i += NARROW_L)
         #pragma unroll
         for (int k = 0; k < NARROW_M; ++k) {
-            float8 v = LOAD8(x, i + 8 * k) - mv[k];
+            float8 v = HL8(x, skip, i + 8 * k) - mv[k];
             d[k] += v;
             dd[k] += v * v;
         }
@@ -273,7 +273,7 @@ inline void narrow_stats(__global const store_t *x, __global float *part, ulong 
     for (ulong i = tail0; i < end; i += R)
         #pragma unroll
         for (int c = 0; c < R; ++c) {
-            float v = LOAD1(x, i + c) - mean0[c];
+            float v = HL1(x, skip, i + c) - mean0[c];
             dsum[c] += v;
             dsq[c] += v * v;
         }
@@ -293,25 +293,25 @@ inline void narrow_stats(__global const store_t *x, __global float *part, ulong 
  * slower on the 2-core EPYC; 64 columns need 24 vector registers, and AVX-512 CPUs have 32.
  */
 #define COLS_STATS_FN(NAME, NT)                                                                   \
-    inline void NAME(__global const store_t *x, ulong i0, ulong stride, ulong rows,             \
-                     float8 *mean, float8 *m2)                                                    \
+    inline void NAME(__global const store_t *x, __global const store_t *skip, ulong i0,         \
+                     ulong stride, ulong rows, float8 *mean, float8 *m2)                          \
     {                                                                                             \
         float count = (float)rows;                                                                \
         float8 sh[NT], acc[NT], d[NT], dd[NT];                                                    \
         _Pragma("unroll") for (int t = 0; t < NT; ++t)                                            \
         {                                                                                         \
-            sh[t] = LOAD8(x, i0 + 8 * t);                                                         \
+            sh[t] = HL8(x, skip, i0 + 8 * t);                                                         \
             acc[t] = (float8)(0.0f);                                                              \
             d[t] = (float8)(0.0f);                                                                \
             dd[t] = (float8)(0.0f);                                                               \
         }                                                                                         \
         for (ulong i = i0, end = i0 + rows * stride; i < end; i += stride)                        \
-            _Pragma("unroll") for (int t = 0; t < NT; ++t) acc[t] += LOAD8(x, i + 8 * t) - sh[t]; \
+            _Pragma("unroll") for (int t = 0; t < NT; ++t) acc[t] += HL8(x, skip, i + 8 * t) - sh[t]; \
         _Pragma("unroll") for (int t = 0; t < NT; ++t) mean[t] = sh[t] + acc[t] / count;          \
         for (ulong i = i0, end = i0 + rows * stride; i < end; i += stride)                        \
             _Pragma("unroll") for (int t = 0; t < NT; ++t)                                        \
             {                                                                                     \
-                float8 v = LOAD8(x, i + 8 * t) - mean[t];                                         \
+                float8 v = HL8(x, skip, i + 8 * t) - mean[t];                                         \
                 d[t] += v;                                                                        \
                 dd[t] += v * v;                                                                   \
             }                                                                                     \
@@ -324,7 +324,7 @@ inline void narrow_stats(__global const store_t *x, __global float *part, ulong 
 COLS_STATS_FN(cols32_stats, 4)
 COLS_STATS_FN(cols64_stats, 8)
 
-__kernel void stats_partial_cols(__global const store_t *x, __global float *part, ulong P,
+__kernel void stats_partial_cols(__global const store_t *x, __global const store_t *skip, __global float *part, ulong P,
                                  ulong Q, ulong R, ulong qb, ulong nqb)
 {
     ulong p, r0, qbi, q0, q1;
@@ -334,7 +334,7 @@ __kernel void stats_partial_cols(__global const store_t *x, __global float *part
     ulong out = (p * R + r0) * nqb + qbi;
 #if CLNORM_NARROW
     if (R == CLNORM_NARROW) {
-        narrow_stats(x, part, i0, q1 - q0, out, nqb);
+        narrow_stats(x, skip, part, i0, q1 - q0, out, nqb);
         return;
     }
 #endif
@@ -342,9 +342,9 @@ __kernel void stats_partial_cols(__global const store_t *x, __global float *part
     { /* the plan guarantees R % CLNORM_CT == 0 */
         float8 mean[CLNORM_CT / 8], m2[CLNORM_CT / 8];
 #if CLNORM_CT == 64
-        cols64_stats(x, i0, R, q1 - q0, mean, m2);
+        cols64_stats(x, skip, i0, R, q1 - q0, mean, m2);
 #else
-        cols32_stats(x, i0, R, q1 - q0, mean, m2);
+        cols32_stats(x, skip, i0, R, q1 - q0, mean, m2);
 #endif
         float lm[CLNORM_CT], lm2[CLNORM_CT];
 #pragma unroll
@@ -360,7 +360,7 @@ __kernel void stats_partial_cols(__global const store_t *x, __global float *part
 #if CLNORM_CT == 8
     if (r0 + 8 <= R) {
         float8 mean, m2;
-        COLUMN_STATS(float8, LOAD8, i0, R, q0, q1, mean, m2)
+        COLUMN_STATS(float8, HX8, i0, R, q0, q1, mean, m2)
         store_partial(part, out + 0 * nqb, mean.s0, m2.s0);
         store_partial(part, out + 1 * nqb, mean.s1, m2.s1);
         store_partial(part, out + 2 * nqb, mean.s2, m2.s2);
@@ -374,7 +374,7 @@ __kernel void stats_partial_cols(__global const store_t *x, __global float *part
 #endif
     for (ulong j = 0; r0 + j < R && j < CLNORM_CT; ++j) {
         float mean, m2;
-        COLUMN_STATS(float, LOAD1, i0 + j, R, q0, q1, mean, m2)
+        COLUMN_STATS(float, HX1, i0 + j, R, q0, q1, mean, m2)
         store_partial(part, out + j * nqb, mean, m2);
     }
 }

@@ -31,7 +31,7 @@ void clnorm_plan_backward_setup(clnorm_plan *plan)
     /* Column slices are forward's columns: the same tiles (CLNORM_CT, or the narrow path's
      * whole runs of C < 8 columns) read whole rows of x and dy. */
     if (!gpu && v.S == 1 && v.R > 1)
-        cols = plan->narrow ? (size_t)plan->narrow : plan->col_tile;
+        cols = plan->narrow ? (size_t)plan->narrow : plan->bwd_col_tile;
     plan->bwd_view = v;
     plan->bwd_blocking = clnorm_plan_blocking(plan, &v, cols, plan->bwd_wg);
     plan->coef_size = per_sample(d) ? d->n : plan->table_size;
@@ -87,11 +87,12 @@ static clnorm_status backward_kernels(clnorm_plan *plan)
         {"bwd_param_partial", &plan->bwd_param_partial, 1},
         {"bwd_param_finalize", &plan->bwd_param_finalize, 1},
         {"bwd_running_stats", &plan->bwd_running_stats, 1},
-        {"bwd_slice_sums", &plan->bwd_slice_sums, 1},
         {"bwd_rows", &plan->bwd_rows, plan->bwd_rows_per_item != 0},
         {"bwd_rows_param_finalize", &plan->bwd_rows_param_finalize, plan->bwd_rows_per_item != 0},
         {"bwd_slab", &plan->bwd_slab, plan->fused_slab},
         {"bwd_groups", &plan->bwd_groups, plan->bwd_groups_local != 0},
+        {"bwd_epilogue", &plan->bwd_epilogue, 1},
+        {"bwd_slice_sums", &plan->bwd_slice_sums, 1},
         {"bwd_apply", &plan->bwd_apply, 1}, /* last: its presence says all are made */
     };
     size_t nlimits = plan->nlimits;
@@ -128,12 +129,13 @@ void clnorm_plan_backward_release(clnorm_plan *plan)
                            plan->bwd_param_finalize, plan->bwd_running_stats,
                            plan->bwd_apply,          plan->bwd_rows,
                            plan->bwd_rows_param_finalize, plan->bwd_slab,
-                           plan->bwd_groups, plan->bwd_slice_sums};
+                           plan->bwd_groups,         plan->bwd_epilogue,
+                           plan->bwd_slice_sums};
     for (size_t i = 0; i < sizeof kernels / sizeof kernels[0]; ++i)
         if (kernels[i])
             clReleaseKernel(kernels[i]);
     cl_mem mems[] = {plan->bwd_partials, plan->coef, plan->param_partials,
-                     plan->bwd_row_partials};
+                     plan->bwd_row_partials, plan->epi_dz};
     for (size_t i = 0; i < sizeof mems / sizeof mems[0]; ++i)
         if (mems[i])
             clReleaseMemObject(mems[i]);
@@ -148,7 +150,8 @@ typedef struct stats_source {
 } stats_source;
 
 /* Which call checks its buffers: the statistics are recomputed when save_* is absent only in
- * clnorm_backward; the split calls take them as given. */
+ * clnorm_backward; the split calls take them as given. extra: the call's own argument (the
+ * sums), checked with the rest for overlaps. */
 typedef enum backward_call { WHOLE, SUMS, WITH_SUMS } backward_call;
 
 static clnorm_status check_backward(const clnorm_plan *plan, clnorm_mode mode,
@@ -158,14 +161,23 @@ static clnorm_status check_backward(const clnorm_plan *plan, clnorm_mode mode,
     const clnorm_context *ctx = plan->ctx;
     const clnorm_desc *d = &plan->desc;
     clnorm_status s;
-    if ((s = clnorm_check_call(plan, mode, b, call != WHOLE, &src->use_running)))
+    if ((s = clnorm_check_call(plan, mode, b, call != WHOLE, &src->use_running)) ||
+        (s = clnorm_epilogue_check(plan, b, 1)))
         return s;
     src->use_running = b->running_mean && mode == CLNORM_INFERENCE;
+    if (call != WHOLE && clnorm_epilogue_any(plan, b))
+        return clnorm_fail(ctx, CLNORM_ERROR_UNSUPPORTED,
+                           "%s: the split backward (clnorm_backward_sums, "
+                           "clnorm_backward_with_sums) takes no epilogue; clnorm_backward does",
+                           d->activation != CLNORM_ACTIVATION_NONE ? "desc.activation"
+                           : b->skip                               ? "bufs.skip"
+                           : b->residual                           ? "bufs.residual"
+                                                                   : "bufs.sum");
     size_t bytes = plan->elements * clnorm_dtype_size(d->dtype);
     size_t params = clnorm_param_bytes(d);
     size_t stats = plan->stats_count * sizeof(float);
     int data = plan->elements > 0;
-    int rms = d->kind == CLNORM_RMS;
+    int rms = d->kind == CLNORM_RMS, act = d->activation != CLNORM_ACTIVATION_NONE;
     if (!rms && !b->save_mean != !b->save_invstd)
         return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT,
                            "bufs.%s: required when bufs.%s is given (both or neither)",
@@ -192,7 +204,12 @@ static clnorm_status check_backward(const clnorm_plan *plan, clnorm_mode mode,
         {"bufs.running_var", b->running_var, running, 0, src->use_running ? R : 0, NULL},
         {"bufs.save_mean", b->save_mean, stats, 0, rms ? 0 : saved, NULL}, /* RMS: unused */
         {"bufs.save_invstd", b->save_invstd, stats, 0, saved, NULL},
-        /* the call's own argument (the sums), checked with the rest for overlaps */
+        /* the epilogue: z = gamma*hhat + beta + residual is recomputed where act' needs it */
+        {"bufs.skip", b->skip, bytes, 0, R, NULL},
+        {"bufs.residual", b->residual, bytes, 0, act ? R : 0, NULL},
+        {"bufs.beta", b->beta, params, 0, act ? R : 0, NULL},
+        {"bufs.dresidual", b->dresidual, bytes, 0, W, NULL},
+        {"bufs.sum", b->sum, bytes, 0, R, NULL},
         extra ? *extra : (clnorm_role){"", NULL, 0, 0, 0, NULL},
     };
     if ((s = clnorm_roles_check(ctx, roles, sizeof roles / sizeof roles[0])))
@@ -220,35 +237,51 @@ static float own_count(const clnorm_plan *plan)
     return (float)(plan->elements / plan->stats_count);
 }
 
-/* Partial sums per block of every slice, into plan->bwd_partials. */
+/* Whether the sums pass can form the epilogue's gradient itself (and write it for the passes
+ * after): the per-work-item row and column kernels, but the narrow column path. */
+static int sums_take_epilogue(const clnorm_plan *plan)
+{
+    const clnorm_blocking *bl = &plan->bwd_blocking;
+    return bl->cols ? !plan->narrow : !bl->wg;
+}
+
+/* The partial sums per block of every slice, into plan->bwd_partials; with act nonzero, of
+ * dy*act'(z) (sums_take_epilogue), written to dzo when given. */
 static clnorm_status enqueue_partials(clnorm_plan *plan, clnorm_chain *chain,
-                                      const clnorm_buffers *b, const stats_source *src)
+                                      const clnorm_buffers *b, const stats_source *src,
+                                      cl_int act, cl_mem dzo)
 {
     const clnorm_context *ctx = plan->ctx;
+    const clnorm_desc *d = &plan->desc;
     const clnorm_view *v = &plan->bwd_view;
     const clnorm_blocking *bl = &plan->bwd_blocking;
-    cl_ulong P = v->P, Q = v->Q, R = v->R, S = v->S, members = v->members;
+    cl_ulong P = v->P, Q = v->Q, R = v->R, S = v->S, members = v->members, C = d->c;
     cl_ulong qb = bl->qb, sb = bl->sb, sblocks = bl->sblocks, nqb = bl->nqb;
     clnorm_status s;
     if (bl->cols) {
-        clnorm_karg args[] = {KARG(b->x),         KARG(b->dy),  KARG(plan->bwd_partials),
-                              KARG(src->mean),    KARG(src->moff), KARG(src->invstd),
-                              KARG(src->ioff),    KARG(P),      KARG(Q),
-                              KARG(R),            KARG(qb),     KARG(nqb),
-                              KARG(members)};
-        if ((s = clnorm_set_args(ctx, plan->bwd_partial_cols, "bwd_partial_cols", args, 13)) ||
+        clnorm_karg args[] = {KARG(b->x),       KARG(b->skip),   KARG(b->dy),
+                              KARG(plan->bwd_partials), KARG(src->mean), KARG(src->moff),
+                              KARG(src->invstd), KARG(src->ioff), KARG(P),
+                              KARG(Q),          KARG(R),         KARG(qb),
+                              KARG(nqb),        KARG(members),   KARG(b->gamma),
+                              KARG(b->beta),    KARG(b->residual), KARG(dzo),
+                              KARG(act),        KARG(d->activation_alpha)};
+        if ((s = clnorm_set_args(ctx, plan->bwd_partial_cols, "bwd_partial_cols", args, 20)) ||
             (s = clnorm_chain_step(chain, plan->bwd_partial_cols, "bwd_partial_cols",
                                    bl->work_items, plan->local_size)))
             return s;
     } else {
-        clnorm_karg args[] = {KARG(b->x),      KARG(b->dy),      KARG(plan->bwd_partials),
+        clnorm_karg args[] = {KARG(b->x), KARG(b->skip),      KARG(b->dy),      KARG(plan->bwd_partials),
                               KARG(src->mean), KARG(src->moff),  KARG(src->invstd),
                               KARG(src->ioff), KARG(b->gamma),   KARG(P),
                               KARG(Q),         KARG(R),          KARG(S),
                               KARG(qb),        KARG(sb),         KARG(sblocks),
-                              KARG(nqb),       KARG(members)};
+                              KARG(nqb),       KARG(members),    KARG(b->beta),
+                              KARG(b->residual), KARG(dzo),      KARG(act),
+                              KARG(d->activation_alpha), KARG(C)};
+        /* the work-group kernel takes no epilogue (its calls form it in bwd_epilogue) */
         const char *name = bl->wg ? "bwd_partial_rows_wg" : "bwd_partial_rows";
-        if ((s = clnorm_set_args(ctx, plan->bwd_partial_rows, name, args, 17)) ||
+        if ((s = clnorm_set_args(ctx, plan->bwd_partial_rows, name, args, bl->wg ? 18 : 24)) ||
             (s = clnorm_chain_step(chain, plan->bwd_partial_rows, name, bl->work_items,
                                    bl->wg ? bl->wg : plan->local_size)))
             return s;
@@ -256,10 +289,12 @@ static clnorm_status enqueue_partials(clnorm_plan *plan, clnorm_chain *chain,
     return CLNORM_SUCCESS;
 }
 
+/* The sums pass (enqueue_partials) and their merge into dgamma, dbeta and dx's coefficients. */
 static clnorm_status enqueue_sums(clnorm_plan *plan, clnorm_chain *chain,
-                                  const clnorm_buffers *b, const stats_source *src)
+                                  const clnorm_buffers *b, const stats_source *src, cl_int act,
+                                  cl_mem dzo)
 {
-    clnorm_status s = enqueue_partials(plan, chain, b, src);
+    clnorm_status s = enqueue_partials(plan, chain, b, src, act, dzo);
     return s ? s
              : enqueue_finalize(plan, chain, b, src, plan->bwd_partials, plan->bwd_blocking.nblk,
                                 own_count(plan));
@@ -273,14 +308,14 @@ static clnorm_status enqueue_slab(clnorm_plan *plan, clnorm_chain *chain,
     const clnorm_view *v = &plan->bwd_view;
     cl_ulong T = plan->coef_size, P = v->P, Q = v->Q, R = v->R, members = v->members;
     cl_ulong qb = plan->fused_block;
-    clnorm_karg args[] = {KARG(b->x),      KARG(b->dy),         KARG(b->dx),
+    clnorm_karg args[] = {KARG(b->x), KARG(b->skip),      KARG(b->dy),         KARG(b->dx),
                           KARG(plan->bwd_partials), KARG(src->mean), KARG(src->moff),
                           KARG(src->invstd), KARG(src->ioff),   KARG(b->gamma),
                           KARG(plan->coef), KARG(T),            KARG(P),
                           KARG(Q),         KARG(R),             KARG(qb),
                           KARG(members)};
     clnorm_status s;
-    if ((s = clnorm_set_args(plan->ctx, plan->bwd_slab, "bwd_slab", args, 16)) ||
+    if ((s = clnorm_set_args(plan->ctx, plan->bwd_slab, "bwd_slab", args, 17)) ||
         (s = clnorm_chain_step(chain, plan->bwd_slab, "bwd_slab", P, plan->fused_local)))
         return s;
     return b->dgamma || b->dbeta
@@ -296,13 +331,13 @@ static clnorm_status enqueue_groups(clnorm_plan *plan, clnorm_chain *chain,
     const clnorm_desc *d = &plan->desc;
     cl_ulong G = plan->stats_count, C = d->c, D = d->d, block = plan->ctx->tuning.block;
     cl_ulong cpg = d->kind == CLNORM_GROUP ? d->c / d->groups : 1;
-    clnorm_karg args[] = {KARG(b->x),          KARG(b->dy),       KARG(b->dx),
+    clnorm_karg args[] = {KARG(b->x), KARG(b->skip),          KARG(b->dy),       KARG(b->dx),
                           KARG(plan->bwd_partials), KARG(src->mean), KARG(src->moff),
                           KARG(src->invstd),   KARG(src->ioff),   KARG(b->gamma),
                           KARG(G),             KARG(C),           KARG(cpg),
                           KARG(D),             KARG(block)};
     clnorm_status s;
-    if ((s = clnorm_set_args(plan->ctx, plan->bwd_groups, "bwd_groups", args, 14)) ||
+    if ((s = clnorm_set_args(plan->ctx, plan->bwd_groups, "bwd_groups", args, 15)) ||
         (s = clnorm_chain_step(chain, plan->bwd_groups, "bwd_groups", G,
                                plan->bwd_groups_local)))
         return s;
@@ -345,11 +380,11 @@ static clnorm_status enqueue_param_sums(clnorm_plan *plan, clnorm_chain *chain,
     clnorm_status s;
     /* A single block of samples sums into dgamma and dbeta directly (part NULL). */
     cl_mem part = nqb > 1 ? plan->param_partials : NULL;
-    clnorm_karg args[] = {KARG(b->x),      KARG(b->dy),     KARG(part),     KARG(src->mean),
+    clnorm_karg args[] = {KARG(b->x), KARG(b->skip),      KARG(b->dy),     KARG(part),     KARG(src->mean),
                           KARG(src->moff), KARG(src->invstd), KARG(src->ioff), KARG(N),
                           KARG(L),         KARG(qb),        KARG(nqb),      KARG(b->dgamma),
                           KARG(b->dbeta)};
-    if ((s = clnorm_set_args(ctx, plan->bwd_param_partial, "bwd_param_partial", args, 13)) ||
+    if ((s = clnorm_set_args(ctx, plan->bwd_param_partial, "bwd_param_partial", args, 14)) ||
         (s = clnorm_chain_step(chain, plan->bwd_param_partial, "bwd_param_partial",
                                pb->work_items, plan->local_size)))
         return s;
@@ -372,12 +407,12 @@ static clnorm_status enqueue_rows(clnorm_plan *plan, clnorm_chain *chain,
     cl_ulong block = ctx->tuning.block;
     cl_int want_dx = b->dx != NULL, want_params = b->dgamma || b->dbeta;
     clnorm_status s;
-    clnorm_karg args[] = {KARG(b->x),        KARG(b->dy),     KARG(b->dx),
+    clnorm_karg args[] = {KARG(b->x), KARG(b->skip),        KARG(b->dy),     KARG(b->dx),
                           KARG(src->mean),   KARG(src->moff), KARG(src->invstd),
                           KARG(src->ioff),   KARG(b->gamma),  KARG(plan->bwd_row_partials),
                           KARG(N),           KARG(L),         KARG(rows),
                           KARG(block),       KARG(want_dx),   KARG(want_params)};
-    if ((s = clnorm_set_args(ctx, plan->bwd_rows, "bwd_rows", args, 15)) ||
+    if ((s = clnorm_set_args(ctx, plan->bwd_rows, "bwd_rows", args, 16)) ||
         (s = clnorm_chain_step(chain, plan->bwd_rows, "bwd_rows", items, 1)))
         return s;
     if (!want_params)
@@ -405,21 +440,126 @@ static clnorm_status enqueue_running_stats(clnorm_plan *plan, clnorm_chain *chai
                              plan->local_size);
 }
 
-static clnorm_status enqueue_dx(clnorm_plan *plan, clnorm_chain *chain, const clnorm_buffers *b)
+/* dx; with act nonzero, of dy*act'(z) recomputed (EPI_IN_APPLY). */
+static clnorm_status enqueue_dx(clnorm_plan *plan, clnorm_chain *chain, const clnorm_buffers *b,
+                                cl_int act)
 {
     const clnorm_desc *d = &plan->desc;
     cl_ulong T = plan->coef_size, tstride = d->kind == CLNORM_BATCH ? 0 : d->c;
     /* Rows as apply walks them (a narrow channels-last row is a whole sample). */
     cl_ulong total = plan->elements, rowlen = plan->apply_rowlen;
     cl_ulong rows = plan->apply_rows_per_sample, chunk = plan->apply_chunk;
-    clnorm_karg args[] = {KARG(b->x),   KARG(b->dy),     KARG(b->dx),   KARG(plan->coef),
+    clnorm_karg args[] = {KARG(b->x), KARG(b->skip),   KARG(b->dy),     KARG(b->dx),   KARG(plan->coef),
                           KARG(T),      KARG(b->gamma),  KARG(total),   KARG(rowlen),
-                          KARG(rows),   KARG(tstride),   KARG(chunk)};
-    clnorm_status s = clnorm_set_args(plan->ctx, plan->bwd_apply, "bwd_apply", args, 11);
+                          KARG(rows),   KARG(tstride),   KARG(chunk),
+                          KARG(b->beta), KARG(b->residual), KARG(act),
+                          KARG(d->activation_alpha)};
+    clnorm_status s = clnorm_set_args(plan->ctx, plan->bwd_apply, "bwd_apply", args, 16);
     if (s)
         return s;
     size_t work = (plan->elements + plan->apply_chunk - 1) / plan->apply_chunk;
     return clnorm_chain_step(chain, plan->bwd_apply, "bwd_apply", work, plan->apply_local);
+}
+
+/*
+ * Where a call with an activation forms dy*act'(z), which every pass reads in place of dy:
+ *   EPI_FIRST     bwd_epilogue, before the passes, into dresidual or scratch (the one-pass CPU
+ *                 kernels, the work-group row kernel and the narrow column path);
+ *   EPI_IN_SUMS   the sums pass, reading x, residual and dy once for both, writes it (into
+ *                 dresidual or scratch) for the passes after;
+ *   EPI_IN_APPLY  the sums pass and bwd_apply each recompute it, nothing stored: for ReLU
+ *                 and leaky ReLU, where no dresidual is asked for and no LAYER/RMS
+ *                 parameter pass reads it.
+ */
+typedef enum epilogue_route { EPI_NONE, EPI_FIRST, EPI_IN_SUMS, EPI_IN_APPLY } epilogue_route;
+
+static epilogue_route epi_route(const clnorm_plan *plan, const clnorm_buffers *b,
+                                const stats_source *src)
+{
+    if (plan->desc.activation == CLNORM_ACTIVATION_NONE)
+        return EPI_NONE;
+    int one_pass = plan->bwd_rows_per_item ||
+                   ((plan->bwd_slab || plan->bwd_groups) && b->dx && !src->use_running);
+    if (one_pass || !sums_take_epilogue(plan))
+        return EPI_FIRST;
+    /* recomputing pays for the cheap activations only: exp, erf and tanh cost more than
+     * storing the gradient and reading it back */
+    int cheap = plan->desc.activation <= CLNORM_ACTIVATION_LEAKY_RELU;
+    return b->dresidual || per_sample(&plan->desc) || plan->narrow || !cheap ? EPI_IN_SUMS
+                                                                             : EPI_IN_APPLY;
+}
+
+/* An epilogue's gradient dz = dy*act'(z) into dz, from the statistics in src. */
+static clnorm_status enqueue_epilogue(clnorm_plan *plan, clnorm_chain *chain,
+                                      const clnorm_buffers *b, const stats_source *src, cl_mem dz)
+{
+    const clnorm_desc *d = &plan->desc;
+    cl_ulong total = plan->elements, rowlen = plan->apply_rowlen;
+    cl_ulong rows = plan->apply_rows_per_sample, chunk = plan->apply_chunk, C = d->c;
+    cl_ulong nc = d->kind == CLNORM_BATCH ? 0 : d->c; /* (n*nc + c) / cpg: the group */
+    cl_ulong cpg = d->kind == CLNORM_GROUP ? d->c / d->groups : 1;
+    cl_int act = (cl_int)d->activation;
+    clnorm_karg args[] = {KARG(b->x),      KARG(b->skip),       KARG(b->residual),
+                          KARG(b->dy),     KARG(dz),            KARG(src->mean),
+                          KARG(src->moff), KARG(src->invstd),   KARG(src->ioff),
+                          KARG(b->gamma),  KARG(b->beta),       KARG(total),
+                          KARG(rowlen),    KARG(rows),          KARG(chunk),
+                          KARG(C),         KARG(nc),            KARG(cpg),
+                          KARG(act),       KARG(d->activation_alpha)};
+    clnorm_status s = clnorm_set_args(plan->ctx, plan->bwd_epilogue, "bwd_epilogue", args,
+                                      sizeof args / sizeof args[0]);
+    if (s)
+        return s;
+    size_t work = (plan->elements + plan->apply_chunk - 1) / plan->apply_chunk;
+    return clnorm_chain_step(chain, plan->bwd_epilogue, "bwd_epilogue", work, plan->apply_local);
+}
+
+/* The statistics (from running ones, or recomputed when save_* is absent), the epilogue's
+ * gradient, then the passes (which read it as their dy). */
+static clnorm_status enqueue_backward(clnorm_plan *plan, clnorm_chain *chain,
+                                      const clnorm_buffers *bufs, const stats_source *src)
+{
+    clnorm_status s = CLNORM_SUCCESS;
+    clnorm_buffers eb = *bufs;
+    const clnorm_buffers *b = &eb;
+    if (bufs->sum) { /* h as forward stored it, in place of x + skip */
+        eb.x = bufs->sum;
+        eb.skip = NULL;
+    }
+    if (src->use_running)
+        s = enqueue_running_stats(plan, chain, b);
+    else if (src->own)
+        s = clnorm_forward_statistics(plan, chain, b->x, b->skip);
+    if (s)
+        return s;
+    cl_int act = (cl_int)plan->desc.activation;
+    cl_mem dz = bufs->dresidual ? bufs->dresidual : plan->epi_dz;
+    epilogue_route route = epi_route(plan, bufs, src);
+    int in_sums = route == EPI_IN_SUMS || route == EPI_IN_APPLY;
+    if (route == EPI_FIRST || (!act && bufs->dresidual)) { /* without act, dresidual is dy */
+        if ((s = enqueue_epilogue(plan, chain, b, src, dz)))
+            return s;
+        if (act)
+            eb.dy = dz;
+        if (!bufs->dx && !bufs->dgamma && !bufs->dbeta)
+            return CLNORM_SUCCESS;
+    }
+    if (plan->bwd_rows_per_item)
+        return enqueue_rows(plan, chain, b, src);
+    if (plan->bwd_slab && b->dx && !src->use_running)
+        return enqueue_slab(plan, chain, b, src);
+    if (plan->bwd_groups && b->dx && !src->use_running)
+        return enqueue_groups(plan, chain, b, src);
+    int rows = per_sample(&plan->desc);
+    if ((b->dx || !rows || in_sums) &&
+        (s = enqueue_sums(plan, chain, b, src, in_sums ? act : 0,
+                          route == EPI_IN_SUMS ? dz : NULL)))
+        return s;
+    if (route == EPI_IN_SUMS)
+        eb.dy = dz;
+    if (rows && (b->dgamma || b->dbeta) && (s = enqueue_param_sums(plan, chain, b, src)))
+        return s;
+    return b->dx ? enqueue_dx(plan, chain, b, route == EPI_IN_APPLY ? act : 0) : CLNORM_SUCCESS;
 }
 
 /* Backward is floating-point, with y stored as x: dy and dx take x's storage. */
@@ -453,28 +593,7 @@ static clnorm_status prepare(clnorm_plan *k, clnorm_chain *chain, const clnorm_b
     src->invstd = k->stats;
     src->mean = k->desc.kind == CLNORM_RMS ? NULL : k->stats;
     return src->use_running ? enqueue_running_stats(k, chain, b)
-                            : clnorm_forward_statistics(k, chain, b->x);
-}
-
-/* The statistics (from running ones, or recomputed when save_* is absent), then the passes. */
-static clnorm_status enqueue_backward(clnorm_plan *plan, clnorm_chain *chain,
-                                      const clnorm_buffers *b, stats_source *src)
-{
-    clnorm_status s = prepare(plan, chain, b, src);
-    if (s)
-        return s;
-    if (plan->bwd_rows_per_item)
-        return enqueue_rows(plan, chain, b, src);
-    if (plan->bwd_slab && b->dx && !src->use_running)
-        return enqueue_slab(plan, chain, b, src);
-    if (plan->bwd_groups && b->dx && !src->use_running)
-        return enqueue_groups(plan, chain, b, src);
-    int rows = per_sample(&plan->desc);
-    if ((b->dx || !rows) && (s = enqueue_sums(plan, chain, b, src)))
-        return s;
-    if (rows && (b->dgamma || b->dbeta) && (s = enqueue_param_sums(plan, chain, b, src)))
-        return s;
-    return b->dx ? enqueue_dx(plan, chain, b) : CLNORM_SUCCESS;
+                            : clnorm_forward_statistics(k, chain, b->x, NULL);
 }
 
 clnorm_status clnorm_backward(clnorm_plan *plan, clnorm_mode mode, const clnorm_buffers *bufs,
@@ -489,14 +608,31 @@ clnorm_status clnorm_backward(clnorm_plan *plan, clnorm_mode mode, const clnorm_
 
     clnorm_chain chain;
     pthread_mutex_lock(&plan->lock);
-    int work = plan->elements > 0 && (bufs->dx || bufs->dgamma || bufs->dbeta);
+    int work = plan->elements > 0 &&
+               (bufs->dx || bufs->dgamma || bufs->dbeta || bufs->dresidual);
     if (work && (s = backward_kernels(plan))) {
         pthread_mutex_unlock(&plan->lock);
         return s;
     }
     clnorm_chain_begin(&chain, plan, num_wait, wait);
-    if (work)
-        s = enqueue_backward(plan, &chain, bufs, &src);
+    if (work) {
+        if (src.own)
+            s = clnorm_plan_forward_scratch(plan);
+        epilogue_route route = epi_route(plan, bufs, &src);
+        if (!s && (route == EPI_FIRST || route == EPI_IN_SUMS) && !bufs->dresidual) {
+            clnorm_scratch_need dz = {&plan->epi_dz, plan->elements *
+                                                         clnorm_dtype_size(plan->desc.dtype),
+                                      "epilogue gradient"};
+            s = clnorm_plan_scratch_make(plan, &dz, 1);
+        }
+        if (!s && !(s = clnorm_plan_backward_scratch(plan))) {
+            if (src.own) {
+                src.invstd = plan->stats;
+                src.mean = plan->desc.kind == CLNORM_RMS ? NULL : plan->stats;
+            }
+            s = enqueue_backward(plan, &chain, bufs, &src);
+        }
+    }
     s = clnorm_chain_end(&chain, s, done);
     pthread_mutex_unlock(&plan->lock);
     return s;
@@ -555,7 +691,7 @@ clnorm_status clnorm_backward_sums(clnorm_plan *plan, clnorm_mode mode,
     clnorm_chain_begin(&chain, plan, num_wait, wait);
     if (plan->elements > 0) {
         if (!(s = prepare(plan, &chain, bufs, &src)) &&
-            !(s = enqueue_partials(plan, &chain, bufs, &src))) {
+            !(s = enqueue_partials(plan, &chain, bufs, &src, 0, NULL))) {
             const clnorm_view *v = &plan->bwd_view;
             cl_ulong nblk = plan->bwd_blocking.nblk, nslices = v->P * v->R;
             clnorm_karg args[] = {KARG(plan->bwd_partials), KARG(nblk), KARG(nslices),
@@ -615,7 +751,7 @@ clnorm_status clnorm_backward_with_sums(clnorm_plan *plan, clnorm_mode mode, cl_
         if (!s && rows && params && work)
             s = enqueue_param_sums(plan, &chain, bufs, &src);
         if (!s && bufs->dx && work)
-            s = enqueue_dx(plan, &chain, bufs);
+            s = enqueue_dx(plan, &chain, bufs, 0);
     }
     s = clnorm_chain_end(&chain, s, done);
     pthread_mutex_unlock(&plan->lock);

@@ -104,6 +104,16 @@ static clnorm_status check_role(const clnorm_context *ctx, const clnorm_role *r,
     return CLNORM_SUCCESS;
 }
 
+/* Whether the space-separated list of fields names field. */
+static int lists_field(const char *list, const char *field)
+{
+    size_t len = strlen(field);
+    for (const char *p = list; p && *p; p += strcspn(p, " "), p += strspn(p, " "))
+        if (strncmp(p, field, len) == 0 && (p[len] == ' ' || p[len] == '\0'))
+            return 1;
+    return 0;
+}
+
 clnorm_status clnorm_roles_check(const clnorm_context *ctx, const clnorm_role *roles,
                                  size_t count)
 {
@@ -125,8 +135,7 @@ clnorm_status clnorm_roles_check(const clnorm_context *ctx, const clnorm_role *r
                 continue;
             if (at[j].offset >= at[i].offset + w->bytes || at[i].offset >= at[j].offset + o->bytes)
                 continue;
-            int partners = (w->in_place && !strcmp(o->field, w->in_place)) ||
-                           (o->in_place && !strcmp(w->field, o->in_place));
+            int partners = lists_field(w->in_place, o->field) || lists_field(o->in_place, w->field);
             if (partners && at[j].offset == at[i].offset)
                 continue;
             return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT,

@@ -12,8 +12,16 @@ static clnorm_status check_forward(const clnorm_plan *plan, clnorm_mode mode,
 {
     const clnorm_desc *d = &plan->desc;
     clnorm_status s;
-    if ((s = clnorm_check_call(plan, mode, b, given, use_running)))
+    if ((s = clnorm_check_call(plan, mode, b, given, use_running)) ||
+        (s = clnorm_epilogue_check(plan, b, 0)))
         return s;
+    /* moments come from clnorm_moments of x: h = x + skip has none to match them */
+    if (given && (b->skip || b->sum))
+        return clnorm_fail(plan->ctx, CLNORM_ERROR_UNSUPPORTED,
+                           "bufs.%s: clnorm_forward_with_moments normalizes x with the moments "
+                           "given and takes no skip (add it first); residual and activation "
+                           "apply as in clnorm_forward",
+                           b->skip ? "skip" : "sum");
     size_t bytes = plan->elements * clnorm_dtype_size(d->dtype);
     size_t ybytes = plan->elements * clnorm_dtype_size(clnorm_y_storage(d));
     /* y in place of x only when it is stored the same way */
@@ -34,6 +42,9 @@ static clnorm_status check_forward(const clnorm_plan *plan, clnorm_mode mode,
         {"bufs.save_mean", b->save_mean, stats, 0,
          *use_running || d->kind == CLNORM_RMS ? 0 : W, NULL},
         {"bufs.save_invstd", b->save_invstd, stats, 0, *use_running ? 0 : W, NULL},
+        {"bufs.skip", b->skip, bytes, 0, R, NULL},
+        {"bufs.residual", b->residual, bytes, 0, R, NULL},
+        {"bufs.sum", b->sum, bytes, 0, W, "bufs.x bufs.skip"},
         /* the call's own argument (the moments given), checked with the rest for overlaps */
         extra ? *extra : (clnorm_role){"", NULL, 0, 0, 0, NULL},
     };
@@ -112,18 +123,18 @@ static clnorm_status enqueue_statistics(clnorm_plan *plan, clnorm_chain *chain,
     cl_ulong P = v->P, Q = v->Q, R = v->R, S = v->S;
     cl_ulong qb = bl->qb, sb = bl->sb, sblocks = bl->sblocks, nqb = bl->nqb;
     if (bl->cols) {
-        clnorm_karg args[] = {KARG(b->x), KARG(plan->partials), KARG(P), KARG(Q), KARG(R),
-                              KARG(qb), KARG(nqb)};
-        if ((s = clnorm_set_args(ctx, plan->partial_cols, "stats_partial_cols", args, 7)) ||
+        clnorm_karg args[] = {KARG(b->x), KARG(b->skip), KARG(plan->partials), KARG(P),
+                              KARG(Q),    KARG(R),       KARG(qb),             KARG(nqb)};
+        if ((s = clnorm_set_args(ctx, plan->partial_cols, "stats_partial_cols", args, 8)) ||
             (s = clnorm_chain_step(chain, plan->partial_cols, "stats_partial_cols",
                                    bl->work_items, plan->local_size)))
             return s;
     } else {
-        clnorm_karg args[] = {KARG(b->x), KARG(plan->partials), KARG(P),       KARG(Q),
-                              KARG(R),    KARG(S),              KARG(qb),      KARG(sb),
-                              KARG(sblocks), KARG(nqb)};
+        clnorm_karg args[] = {KARG(b->x), KARG(b->skip), KARG(plan->partials), KARG(P),
+                              KARG(Q),    KARG(R),       KARG(S),              KARG(qb),
+                              KARG(sb),   KARG(sblocks), KARG(nqb)};
         const char *name = bl->wg ? "stats_partial_rows_wg" : "stats_partial_rows";
-        if ((s = clnorm_set_args(ctx, plan->partial_rows, name, args, 10)) ||
+        if ((s = clnorm_set_args(ctx, plan->partial_rows, name, args, 11)) ||
             (s = clnorm_chain_step(chain, plan->partial_rows, name, bl->work_items,
                                    bl->wg ? bl->wg : plan->local_size)))
             return s;
@@ -144,24 +155,28 @@ static clnorm_status enqueue_fused(clnorm_plan *plan, clnorm_chain *chain, clnor
     cl_ulong nseg = d->kind == CLNORM_GROUP ? d->c / d->groups : 1;
     cl_ulong gps = d->kind == CLNORM_GROUP ? d->groups : d->c;
     cl_ulong P = plan->view.P, T = plan->table_size, members = plan->view.members;
-    cl_int rms = d->kind == CLNORM_RMS;
+    cl_int rms = d->kind == CLNORM_RMS, act = (cl_int)d->activation;
     const char *name = plan->fused_slab ? "norm_slab" : "norm_rows";
     clnorm_status s;
     if (plan->fused_slab) {
-        clnorm_karg args[] = {KARG(b->x),         KARG(b->y),           KARG(plan->partials),
-                              KARG(plan->stats),  KARG(G),              KARG(plan->table),
-                              KARG(T),            KARG(b->gamma),       KARG(b->beta),
-                              KARG(b->save_mean), KARG(b->save_invstd), KARG(P),
-                              KARG(Q),            KARG(R),              KARG(block),
-                              KARG(members),      KARG(d->eps)};
-        s = clnorm_set_args(plan->ctx, plan->fused, name, args, 17);
+        clnorm_karg args[] = {KARG(b->x),           KARG(b->skip),      KARG(b->y),
+                              KARG(plan->partials), KARG(plan->stats),  KARG(G),
+                              KARG(plan->table),    KARG(T),            KARG(b->gamma),
+                              KARG(b->beta),        KARG(b->save_mean), KARG(b->save_invstd),
+                              KARG(P),              KARG(Q),            KARG(R),
+                              KARG(block),          KARG(members),      KARG(d->eps),
+                              KARG(b->residual),    KARG(b->sum),       KARG(act),
+                              KARG(d->activation_alpha)};
+        s = clnorm_set_args(plan->ctx, plan->fused, name, args, 22);
     } else {
-        clnorm_karg args[] = {KARG(b->x),        KARG(b->y),         KARG(plan->partials),
-                              KARG(plan->stats), KARG(G),            KARG(b->gamma),
-                              KARG(b->beta),     KARG(b->save_mean), KARG(b->save_invstd),
-                              KARG(S),           KARG(block),        KARG(nseg),
-                              KARG(gps),         KARG(d->eps),       KARG(rms)};
-        s = clnorm_set_args(plan->ctx, plan->fused, name, args, 15);
+        clnorm_karg args[] = {KARG(b->x),         KARG(b->skip),        KARG(b->y),
+                              KARG(plan->partials), KARG(plan->stats),  KARG(G),
+                              KARG(b->gamma),     KARG(b->beta),        KARG(b->save_mean),
+                              KARG(b->save_invstd), KARG(S),            KARG(block),
+                              KARG(nseg),         KARG(gps),            KARG(d->eps),
+                              KARG(rms),          KARG(b->residual),    KARG(b->sum),
+                              KARG(act),          KARG(d->activation_alpha)};
+        s = clnorm_set_args(plan->ctx, plan->fused, name, args, 20);
     }
     size_t items = plan->fused_slab ? P : G;
     if (s || (s = clnorm_chain_step(chain, plan->fused, name, items, plan->fused_local)))
@@ -195,11 +210,14 @@ static clnorm_status enqueue_apply(clnorm_plan *plan, clnorm_chain *chain,
     cl_ulong total = plan->elements, rowlen = plan->apply_rowlen;
     cl_ulong rows = plan->apply_rows_per_sample, chunk = plan->apply_chunk;
     cl_ulong G = plan->stats_count;
-    clnorm_karg args[] = {KARG(b->x),     KARG(b->y),    KARG(plan->table), KARG(T),
-                          KARG(plan->stats), KARG(G),    KARG(b->gamma),  KARG(b->beta),
-                          KARG(total),    KARG(rowlen),  KARG(rows),      KARG(tstride),
-                          KARG(chunk)};
-    clnorm_status s = clnorm_set_args(plan->ctx, plan->apply, "apply", args, 13);
+    cl_int act = (cl_int)d->activation;
+    clnorm_karg args[] = {KARG(b->x),        KARG(b->skip),    KARG(b->y),
+                          KARG(plan->table), KARG(T),          KARG(plan->stats),
+                          KARG(G),           KARG(b->gamma),   KARG(b->beta),
+                          KARG(total),       KARG(rowlen),     KARG(rows),
+                          KARG(tstride),     KARG(chunk),      KARG(b->residual),
+                          KARG(b->sum),      KARG(act),        KARG(d->activation_alpha)};
+    clnorm_status s = clnorm_set_args(plan->ctx, plan->apply, "apply", args, 18);
     if (s)
         return s;
     size_t work = (plan->elements + plan->apply_chunk - 1) / plan->apply_chunk;
@@ -235,10 +253,12 @@ clnorm_status clnorm_forward(clnorm_plan *plan, clnorm_mode mode, const clnorm_b
     return s;
 }
 
-clnorm_status clnorm_forward_statistics(clnorm_plan *plan, clnorm_chain *chain, cl_mem x)
+clnorm_status clnorm_forward_statistics(clnorm_plan *plan, clnorm_chain *chain, cl_mem x,
+                                        cl_mem skip)
 {
     clnorm_buffers b = {0};
     b.x = x;
+    b.skip = skip;
     return enqueue_statistics(plan, chain, CLNORM_TRAINING, &b, NULL);
 }
 

@@ -229,6 +229,10 @@ struct clnorm_plan {
      * CLNORM_CT (columns per work-item of the column kernels, forward and backward). */
     int narrow;
     size_t col_tile;
+    /* The backward program's CLNORM_CT: col_tile, but 64 (or 32) where a plan with an
+     * activation has columns that allow it (its sums pass writes dy*act'(z), and runs of
+     * eight columns wrote it a 32-byte piece per row). */
+    size_t bwd_col_tile;
     cl_kernel bwd_partial_rows, bwd_partial_cols, bwd_finalize, bwd_param_partial,
         bwd_param_finalize, bwd_running_stats, bwd_apply;
     cl_mem bwd_partials, coef, param_partials;
@@ -250,6 +254,10 @@ struct clnorm_plan {
      * results (save_*, running statistics, dgamma, dbeta) run this plan's kernels (the same
      * descriptor with n = 1), made by their first call or by a check with given = 1. */
     struct clnorm_plan *zero_batch;
+    /* Epilogues with an activation: dy*act'(z) before the passes (bwd_epilogue), into the
+     * caller's dresidual or, without one, epi_dz (x's size, allocated at the first such call). */
+    cl_kernel bwd_epilogue;
+    cl_mem epi_dz;
     pthread_mutex_t lock;          /* kernel arguments, scratch and last event */
     cl_event last;                 /* last command of the previous call (out-of-order queues) */
 };
@@ -320,6 +328,13 @@ clnorm_status clnorm_check_call(const clnorm_plan *plan, clnorm_mode mode,
 /* plan->zero_batch, made when missing (plan lock held). */
 clnorm_status clnorm_plan_zero_batch(clnorm_plan *plan, clnorm_plan **out);
 
+/* The epilogue's own rules (DESIGN.md section 11): sum only with skip (backward reads it as h),
+ * dresidual only in backward, none of skip, residual or sum with integer x. */
+clnorm_status clnorm_epilogue_check(const clnorm_plan *plan, const clnorm_buffers *b,
+                                    int backward);
+/* Whether a call has an epilogue: one of its buffers, or an activation. */
+int clnorm_epilogue_any(const clnorm_plan *plan, const clnorm_buffers *b);
+
 /* One buffer a call is handed (buffers.c). */
 enum { CLNORM_READS = 1, CLNORM_WRITES = 2 }; /* access: 0 for a role this call never touches */
 typedef struct clnorm_role {
@@ -328,7 +343,8 @@ typedef struct clnorm_role {
     size_t bytes; /* what the call touches, from offset 0 */
     int required;
     int access;
-    const char *in_place; /* the field this one may be exactly (y: "bufs.x"), or NULL */
+    const char *in_place; /* the fields this one may be exactly, space-separated (y: "bufs.x"),
+                           * or NULL */
 } clnorm_role;
 /* Every role present where required, a buffer of the plan's context, large enough, with flags
  * that allow its access, and no written role sharing bytes with another but its in-place one. */
@@ -388,7 +404,9 @@ clnorm_status clnorm_set_args(const clnorm_context *ctx, cl_kernel kernel, const
                               const clnorm_karg *args, cl_uint count);
 
 
-/* Forward's statistics passes on x alone, into plan->stats (for a backward without save_*). */
-clnorm_status clnorm_forward_statistics(clnorm_plan *plan, clnorm_chain *chain, cl_mem x);
+/* Forward's statistics passes on h = x + skip (skip may be NULL) alone, into plan->stats (for a
+ * backward without save_*). */
+clnorm_status clnorm_forward_statistics(clnorm_plan *plan, clnorm_chain *chain, cl_mem x,
+                                        cl_mem skip);
 
 #endif

@@ -72,6 +72,13 @@ clnorm_status clnorm_desc_check(const clnorm_context *ctx, const clnorm_desc *d)
     if ((unsigned)d->y_dtype > CLNORM_Y_U16)
         return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT, "desc.y_dtype: unknown value %d",
                            (int)d->y_dtype);
+    if ((unsigned)d->activation > CLNORM_ACTIVATION_GELU_TANH)
+        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT,
+                           "desc.activation: unknown value %d", (int)d->activation);
+    if (!isfinite(d->activation_alpha))
+        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT,
+                           "desc.activation_alpha: must be finite, got %g",
+                           (double)d->activation_alpha);
     if (d->c == 0)
         return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT, "desc.c: must be at least 1");
     if (d->d == 0)
@@ -250,14 +257,16 @@ static void program_options(const clnorm_plan *plan, int backward, size_t wg, ch
     if (ytype != d->dtype)
         snprintf(y_option, sizeof y_option, " -DCLNORM_YTYPE=%d", (int)ytype);
     /* bf16 stores pair elements into uints on little-endian devices (common.clh) */
-    const char *endian = ytype == CLNORM_BF16 && plan->ctx->info.little_endian
+    const char *endian = (ytype == CLNORM_BF16 || d->dtype == CLNORM_BF16) &&
+                                 plan->ctx->info.little_endian
                              ? " -DCLNORM_LITTLE_ENDIAN=1"
                              : "";
     snprintf(out, size,
              "-cl-std=CL1.2 -DCLNORM_DTYPE=%d%s -DCLNORM_APPLY=%d -DCLNORM_RT=%d"
              " -DCLNORM_NARROW=%d -DCLNORM_CT=%d%s%s",
              (int)d->dtype, y_option, plan->apply_mode,
-             plan->ctx->info.cls == CLNORM_CLASS_GPU ? 1 : COLS, plan->narrow, (int)plan->col_tile,
+             plan->ctx->info.cls == CLNORM_CLASS_GPU ? 1 : COLS, plan->narrow,
+             (int)(backward ? plan->bwd_col_tile : plan->col_tile),
              wg_option, endian);
 }
 
@@ -551,6 +560,9 @@ static clnorm_status plan_make(clnorm_context *ctx, const clnorm_desc *desc, int
     size_t ct = wide && v->R % 64 == 0 ? 64 : wide && v->R % 32 == 0 ? 32 : cols;
     plan->narrow = narrow;
     plan->col_tile = ct;
+    plan->bwd_col_tile = ct;
+    if (!gpu && d->activation && v->S == 1 && v->R > 1 && (v->R % 32 == 0))
+        plan->bwd_col_tile = v->R % 64 == 0 ? 64 : 32;
 
     /* Only GPU programs hold the work-group kernels (CLNORM_WG): CPUs never run them, and
      * compiling them cost a CPU program's first build time. The forward program is built now;
@@ -683,6 +695,34 @@ clnorm_status clnorm_check_call(const clnorm_plan *plan, clnorm_mode mode,
                                "need more than one, or running statistics in INFERENCE");
     }
     return CLNORM_SUCCESS;
+}
+
+clnorm_status clnorm_epilogue_check(const clnorm_plan *plan, const clnorm_buffers *b,
+                                    int backward)
+{
+    const clnorm_context *ctx = plan->ctx;
+    const clnorm_desc *d = &plan->desc;
+    if (b->sum && !b->skip)
+        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT,
+                           "bufs.sum: given without bufs.skip (sum receives x + skip)");
+    if (!backward && b->dresidual)
+        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT,
+                           "bufs.dresidual: backward's output; forward does not write it");
+    const char *field = b->skip       ? "skip"
+                        : b->residual ? "residual"
+                        : b->sum      ? "sum"
+                                      : NULL;
+    if (field && clnorm_dtype_is_integer(d->dtype))
+        return clnorm_fail(ctx, CLNORM_ERROR_UNSUPPORTED,
+                           "bufs.%s: epilogue tensors are stored as x, and integer storage (%s) "
+                           "takes none (the activation works there)",
+                           field, d->dtype == CLNORM_U8 ? "u8" : "u16");
+    return CLNORM_SUCCESS;
+}
+
+int clnorm_epilogue_any(const clnorm_plan *plan, const clnorm_buffers *b)
+{
+    return b->skip || b->residual || b->sum || plan->desc.activation != CLNORM_ACTIVATION_NONE;
 }
 
 clnorm_status clnorm_set_args(const clnorm_context *ctx, cl_kernel kernel, const char *name,

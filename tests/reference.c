@@ -206,6 +206,97 @@ int ref_backward(const clnorm_desc *p, clnorm_mode mode, const ref_inputs *in, r
     return 0;
 }
 
+#define REF_PI 3.14159265358979323846
+
+double ref_activate(clnorm_activation act, double alpha, double z)
+{
+    switch (act) {
+    case CLNORM_ACTIVATION_NONE: return z;
+    case CLNORM_ACTIVATION_RELU: return z > 0 ? z : isnan(z) ? z : 0.0;
+    case CLNORM_ACTIVATION_LEAKY_RELU: return z > 0 ? z : alpha * z;
+    case CLNORM_ACTIVATION_SILU: return z / (1.0 + exp(-z));
+    case CLNORM_ACTIVATION_GELU: return 0.5 * z * (1.0 + erf(z / sqrt(2.0)));
+    case CLNORM_ACTIVATION_GELU_TANH:
+        return 0.5 * z * (1.0 + tanh(sqrt(2.0 / REF_PI) * (z + 0.044715 * z * z * z)));
+    }
+    return NAN;
+}
+
+double ref_activate_grad(clnorm_activation act, double alpha, double z)
+{
+    switch (act) {
+    case CLNORM_ACTIVATION_NONE: return 1.0;
+    case CLNORM_ACTIVATION_RELU: return z > 0 ? 1.0 : 0.0;
+    case CLNORM_ACTIVATION_LEAKY_RELU: return z > 0 ? 1.0 : alpha;
+    case CLNORM_ACTIVATION_SILU: {
+        double s = 1.0 / (1.0 + exp(-z));
+        return s * (1.0 + z * (1.0 - s));
+    }
+    case CLNORM_ACTIVATION_GELU:
+        return 0.5 * (1.0 + erf(z / sqrt(2.0))) + z * exp(-0.5 * z * z) / sqrt(2.0 * REF_PI);
+    case CLNORM_ACTIVATION_GELU_TANH: {
+        double k = sqrt(2.0 / REF_PI), t = tanh(k * (z + 0.044715 * z * z * z));
+        return 0.5 * (1.0 + t) + 0.5 * z * (1.0 - t * t) * k * (1.0 + 3 * 0.044715 * z * z);
+    }
+    }
+    return NAN;
+}
+
+/* h = x + skip (a copy of x without skip), malloc'd. */
+static double *ref_h(const clnorm_desc *p, const double *x, const ref_epilogue *epi)
+{
+    size_t total = p->n * p->c * p->d;
+    double *h = malloc((total ? total : 1) * sizeof *h);
+    for (size_t i = 0; i < total; ++i)
+        h[i] = x[i] + (epi->skip ? epi->skip[i] : 0.0);
+    return h;
+}
+
+int ref_epilogue_forward(const clnorm_desc *p, clnorm_mode mode, const ref_inputs *in,
+                         const ref_epilogue *epi, ref_outputs *out, double *h, double *z)
+{
+    size_t total = p->n * p->c * p->d;
+    double *hv = ref_h(p, in->x, epi);
+    ref_inputs hin = *in;
+    hin.x = hv;
+    int r = ref_forward(p, mode, &hin, out);
+    for (size_t i = 0; r == 0 && i < total; ++i) {
+        double zi = out->y[i] + (epi->residual ? epi->residual[i] : 0.0);
+        if (z)
+            z[i] = zi;
+        if (h)
+            h[i] = hv[i];
+        out->y[i] = ref_activate(epi->activation, epi->alpha, zi);
+    }
+    free(hv);
+    return r;
+}
+
+int ref_epilogue_backward(const clnorm_desc *p, clnorm_mode mode, const ref_inputs *in,
+                          const ref_epilogue *epi, ref_outputs *out, double *dresidual)
+{
+    size_t total = p->n * p->c * p->d, n = total ? total : 1;
+    double *hv = ref_h(p, in->x, epi), *z = malloc(n * sizeof *z), *dz = malloc(n * sizeof *dz);
+    ref_inputs hin = *in;
+    hin.x = hv;
+    ref_outputs fo = {0};
+    fo.y = z;
+    int r = ref_forward(p, mode, &hin, &fo);
+    for (size_t i = 0; r == 0 && i < total; ++i) {
+        double zi = z[i] + (epi->residual ? epi->residual[i] : 0.0);
+        dz[i] = in->dy[i] * ref_activate_grad(epi->activation, epi->alpha, zi);
+        if (dresidual)
+            dresidual[i] = dz[i];
+    }
+    hin.dy = dz;
+    if (r == 0)
+        r = ref_backward(p, mode, &hin, out);
+    free(hv);
+    free(z);
+    free(dz);
+    return r;
+}
+
 uint16_t ref_half_from_float(float f)
 {
     uint32_t u;

@@ -42,6 +42,24 @@ int ref_forward(const clnorm_desc *desc, clnorm_mode mode, const ref_inputs *in,
 int ref_backward(const clnorm_desc *desc, clnorm_mode mode, const ref_inputs *in,
                  ref_outputs *out);
 
+/* Epilogues (DESIGN.md section 11): h = x + skip is normalized, z = gamma*hhat + beta +
+ * residual, y = act(z). */
+typedef struct ref_epilogue {
+    const double *skip, *residual; /* NULL: none */
+    clnorm_activation activation;
+    double alpha; /* LEAKY_RELU's slope */
+} ref_epilogue;
+double ref_activate(clnorm_activation act, double alpha, double z);
+double ref_activate_grad(clnorm_activation act, double alpha, double z); /* ReLU'(0) = 0 */
+/* ref_forward of h = in->x + skip, then the epilogue: out->y = act(z); h (may be NULL)
+ * receives h and z (may be NULL) z. out->scale stays the normalization's |invstd*gamma|. */
+int ref_epilogue_forward(const clnorm_desc *desc, clnorm_mode mode, const ref_inputs *in,
+                         const ref_epilogue *epi, ref_outputs *out, double *h, double *z);
+/* Backward through the epilogue: dz = dy*act'(z) into dresidual (may be NULL), then
+ * ref_backward of (h, dz): dx = dh into out->y, dgamma, dbeta. */
+int ref_epilogue_backward(const clnorm_desc *desc, clnorm_mode mode, const ref_inputs *in,
+                          const ref_epilogue *epi, ref_outputs *out, double *dresidual);
+
 /* Storage conversions with round-to-nearest-even, as the kernels store. */
 uint16_t ref_half_from_float(float f);
 float ref_float_from_half(uint16_t h);

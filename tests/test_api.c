@@ -59,8 +59,10 @@ END_TEST
 /* BATCH NCHW 2x3x4 on x = 0..23, checked against the reference. */
 static void run_small_batch(clnorm_context *ctx, cl_context cl)
 {
-    clnorm_desc desc = {CLNORM_BATCH, CLNORM_NCHW, CLNORM_F32, 2, 3, 4, 0, 1e-5f, 0.1f,
-                        CLNORM_Y_AS_X};
+    clnorm_desc desc = {
+        .kind = CLNORM_BATCH, .layout = CLNORM_NCHW, .dtype = CLNORM_F32, .n = 2, .c = 3, .d = 4,
+        .groups = 0, .eps = 1e-5f, .momentum = 0.1f, .y_dtype = CLNORM_Y_AS_X
+    };
     clnorm_plan *plan;
     CLNORM_OK(ctx, clnorm_plan_create(ctx, &desc, &plan));
     float x[24], y[24];
@@ -144,8 +146,10 @@ END_TEST
 START_TEST(waits_for_the_callers_events)
 {
     clnorm_context *ctx = harness_ctx();
-    clnorm_desc desc = {CLNORM_LAYER, CLNORM_NHWC, CLNORM_F32, 2, 3, 5, 0, 1e-5f, 0.1f,
-                        CLNORM_Y_AS_X};
+    clnorm_desc desc = {
+        .kind = CLNORM_LAYER, .layout = CLNORM_NHWC, .dtype = CLNORM_F32, .n = 2, .c = 3, .d = 5,
+        .groups = 0, .eps = 1e-5f, .momentum = 0.1f, .y_dtype = CLNORM_Y_AS_X
+    };
     clnorm_plan *plan;
     CLNORM_OK(ctx, clnorm_plan_create(ctx, &desc, &plan));
     float x[30], y[30];
@@ -216,8 +220,10 @@ START_TEST(rejected_calls_name_the_field_and_write_nothing)
             N = 1, D = 1;
         if (bc->which == SINGLE_ELEMENT_INSTANCE)
             D = 1;
-        clnorm_desc desc = {bc->kind, CLNORM_NCHW, CLNORM_F32, N, C, D, 2, 1e-5f, 0.1f,
-                            CLNORM_Y_AS_X};
+        clnorm_desc desc = {
+            .kind = bc->kind, .layout = CLNORM_NCHW, .dtype = CLNORM_F32, .n = N, .c = C, .d = D,
+            .groups = 2, .eps = 1e-5f, .momentum = 0.1f, .y_dtype = CLNORM_Y_AS_X
+        };
         clnorm_plan *plan;
         CLNORM_OK(ctx, clnorm_plan_create(ctx, &desc, &plan));
         size_t total = N * C * D, params = bc->kind == CLNORM_LAYER || bc->kind == CLNORM_RMS ? C * D : C;
@@ -293,8 +299,10 @@ START_TEST(empty_batch_is_a_no_op)
 {
     clnorm_context *ctx = harness_ctx();
     for (int kind = CLNORM_BATCH; kind <= CLNORM_RMS; ++kind) {
-        clnorm_desc desc = {(clnorm_kind)kind, CLNORM_NHWC, CLNORM_BF16, 0, 8, 3, 4, 1e-5f, 0.1f,
-                            CLNORM_Y_AS_X};
+        clnorm_desc desc = {
+            .kind = (clnorm_kind)kind, .layout = CLNORM_NHWC, .dtype = CLNORM_BF16, .n = 0, .c = 8,
+            .d = 3, .groups = 4, .eps = 1e-5f, .momentum = 0.1f, .y_dtype = CLNORM_Y_AS_X
+        };
         clnorm_plan *plan;
         CLNORM_OK(ctx, clnorm_plan_create(ctx, &desc, &plan));
         clnorm_buffers b = {0};
@@ -323,8 +331,10 @@ static void *hammer(void *arg)
     double xd[N * C * D], want[N * C * D];
     for (int i = 0; i < N * C * D; ++i)
         xd[i] = x[i] = (float)((i * (w->id + 3)) % 17) + (float)w->id;
-    clnorm_desc desc = {CLNORM_GROUP, CLNORM_NHWC, CLNORM_F32, N, C, D, 5, 1e-5f, 0.1f,
-                        CLNORM_Y_AS_X};
+    clnorm_desc desc = {
+        .kind = CLNORM_GROUP, .layout = CLNORM_NHWC, .dtype = CLNORM_F32, .n = N, .c = C, .d = D,
+        .groups = 5, .eps = 1e-5f, .momentum = 0.1f, .y_dtype = CLNORM_Y_AS_X
+    };
     ref_inputs in = {xd, NULL, NULL, NULL, NULL, NULL};
     ref_outputs out = {want, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     ref_forward(&desc, CLNORM_TRAINING, &in, &out);
@@ -354,8 +364,10 @@ static void *hammer(void *arg)
 START_TEST(threads_share_a_plan)
 {
     clnorm_context *ctx = harness_ctx();
-    clnorm_desc desc = {CLNORM_GROUP, CLNORM_NHWC, CLNORM_F32, 3, 5, 70, 5, 1e-5f, 0.1f,
-                        CLNORM_Y_AS_X};
+    clnorm_desc desc = {
+        .kind = CLNORM_GROUP, .layout = CLNORM_NHWC, .dtype = CLNORM_F32, .n = 3, .c = 5, .d = 70,
+        .groups = 5, .eps = 1e-5f, .momentum = 0.1f, .y_dtype = CLNORM_Y_AS_X
+    };
     clnorm_plan *plan;
     CLNORM_OK(ctx, clnorm_plan_create(ctx, &desc, &plan));
     pthread_t threads[4];
@@ -376,8 +388,10 @@ START_TEST(plan_outlives_its_context_handle)
 {
     clnorm_context *ctx;
     CLNORM_OK(NULL, clnorm_context_create(getenv("CLNORM_TEST_DEVICE"), &ctx));
-    clnorm_desc desc = {CLNORM_RMS, CLNORM_NCHW, CLNORM_F32, 2, 2, 2, 0, 1e-5f, 0.1f,
-                        CLNORM_Y_AS_X};
+    clnorm_desc desc = {
+        .kind = CLNORM_RMS, .layout = CLNORM_NCHW, .dtype = CLNORM_F32, .n = 2, .c = 2, .d = 2,
+        .groups = 0, .eps = 1e-5f, .momentum = 0.1f, .y_dtype = CLNORM_Y_AS_X
+    };
     clnorm_plan *plan;
     CLNORM_OK(ctx, clnorm_plan_create(ctx, &desc, &plan));
     cl_context cl = clnorm_context_cl(ctx);

@@ -191,10 +191,12 @@ static void build_matrix(void)
                                 size_t c = shapes[sh][1];
                                 size_t g = gi == 0 ? 1 : gi == 1 ? c / 2 : c;
                                 bcase bc = {0};
-                                bc.desc = (clnorm_desc){(clnorm_kind)kind, (clnorm_layout)layout,
-                                                        (clnorm_dtype)dtype, shapes[sh][0], c,
-                                                        shapes[sh][2], kind == CLNORM_GROUP ? g : 0,
-                                                        1e-5f, 0.1f, CLNORM_Y_AS_X};
+                                bc.desc = (clnorm_desc){
+                                    .kind = (clnorm_kind)kind, .layout = (clnorm_layout)layout,
+                                    .dtype = (clnorm_dtype)dtype, .n = shapes[sh][0], .c = c,
+                                    .d = shapes[sh][2], .groups = kind == CLNORM_GROUP ? g : 0,
+                                    .eps = 1e-5f, .momentum = 0.1f, .y_dtype = CLNORM_Y_AS_X
+                                };
                                 bc.mode = (clnorm_mode)mode;
                                 int has_running = kind == CLNORM_BATCH || kind == CLNORM_INSTANCE;
                                 bc.gamma = variant != 1;
@@ -218,8 +220,11 @@ START_TEST(only_parameter_gradients)
     for (int kind = 0; kind < 5; ++kind)
         for (int layout = 0; layout < 2; ++layout) {
             bcase bc = {0};
-            bc.desc = (clnorm_desc){(clnorm_kind)kind, (clnorm_layout)layout, CLNORM_F32, 3, 4,
-                                    harness_small() ? 5 : 77, 2, 1e-5f, 0.1f, CLNORM_Y_AS_X};
+            bc.desc = (clnorm_desc){
+                .kind = (clnorm_kind)kind, .layout = (clnorm_layout)layout, .dtype = CLNORM_F32,
+                .n = 3, .c = 4, .d = harness_small() ? 5 : 77, .groups = 2, .eps = 1e-5f,
+                .momentum = 0.1f, .y_dtype = CLNORM_Y_AS_X
+            };
             bc.gamma = 1;
             bc.want_dgamma = bc.want_dbeta = 1;
             bc.seed = 100 + (uint64_t)kind;
@@ -245,9 +250,12 @@ START_TEST(every_backward_path_matches_reference)
                 for (int dtype = 0; dtype < 3; dtype += 2)
                     for (int variant = 0; variant < 3; ++variant) {
                         bcase bc = {0};
-                        bc.desc = (clnorm_desc){(clnorm_kind)kind, (clnorm_layout)layout,
-                                                (clnorm_dtype)dtype, shapes[sh][0], shapes[sh][1],
-                                                shapes[sh][2], 0, 1e-5f, 0.1f, CLNORM_Y_AS_X};
+                        bc.desc = (clnorm_desc){
+                            .kind = (clnorm_kind)kind, .layout = (clnorm_layout)layout,
+                            .dtype = (clnorm_dtype)dtype, .n = shapes[sh][0], .c = shapes[sh][1],
+                            .d = shapes[sh][2], .groups = 0, .eps = 1e-5f, .momentum = 0.1f,
+                            .y_dtype = CLNORM_Y_AS_X
+                        };
                         bc.mode = variant == 2 ? CLNORM_INFERENCE : CLNORM_TRAINING;
                         bc.gamma = variant != 1;
                         bc.save = variant == 0;
@@ -280,10 +288,12 @@ START_TEST(every_column_shape_matches_reference)
             for (int variant = 0; variant < 3; ++variant) {
                 size_t c = shapes[sh][1];
                 bcase bc = {0};
-                bc.desc = (clnorm_desc){(clnorm_kind)kinds[k], CLNORM_NHWC,
-                                        variant == 2 ? CLNORM_BF16 : CLNORM_F32, shapes[sh][0],
-                                        c, shapes[sh][2], c % 2 ? 1 : c / 2, 1e-5f, 0.1f,
-                                        CLNORM_Y_AS_X};
+                bc.desc = (clnorm_desc){
+                    .kind = (clnorm_kind)kinds[k], .layout = CLNORM_NHWC,
+                    .dtype = variant == 2 ? CLNORM_BF16 : CLNORM_F32, .n = shapes[sh][0], .c = c,
+                    .d = shapes[sh][2], .groups = c % 2 ? 1 : c / 2, .eps = 1e-5f, .momentum = 0.1f,
+                    .y_dtype = CLNORM_Y_AS_X
+                };
                 bc.mode = CLNORM_TRAINING;
                 bc.gamma = variant != 1;
                 bc.save = variant == 0;
@@ -305,9 +315,12 @@ START_TEST(row_blocks_around_the_work_group_size)
         for (int kind = 0; kind < 5; ++kind)
             for (int layout = 0; layout < 2; ++layout) {
                 bcase bc = {0};
-                bc.desc = (clnorm_desc){(clnorm_kind)kind, (clnorm_layout)layout, CLNORM_F32,
-                                        shapes[sh][0], shapes[sh][1], shapes[sh][2],
-                                        shapes[sh][1], 1e-5f, 0.1f, CLNORM_Y_AS_X};
+                bc.desc = (clnorm_desc){
+                    .kind = (clnorm_kind)kind, .layout = (clnorm_layout)layout, .dtype = CLNORM_F32,
+                    .n = shapes[sh][0], .c = shapes[sh][1], .d = shapes[sh][2],
+                    .groups = shapes[sh][1], .eps = 1e-5f, .momentum = 0.1f,
+                    .y_dtype = CLNORM_Y_AS_X
+                };
                 bc.gamma = bc.want_dx = bc.want_dgamma = bc.want_dbeta = 1;
                 bc.offset = 3.0;
                 bc.seed = 400 + (uint64_t)(sh * 10 + kind);
@@ -331,10 +344,12 @@ START_TEST(channels_first_groups_match_reference)
             for (int variant = 0; variant < 3; ++variant) {
                 size_t c = shapes[sh][1];
                 bcase bc = {0};
-                bc.desc = (clnorm_desc){(clnorm_kind)kind, CLNORM_NCHW,
-                                        variant == 2 ? CLNORM_F16 : CLNORM_F32, shapes[sh][0],
-                                        c, shapes[sh][2], kind == CLNORM_GROUP ? c / 2 : 0,
-                                        1e-5f, 0.1f, CLNORM_Y_AS_X};
+                bc.desc = (clnorm_desc){
+                    .kind = (clnorm_kind)kind, .layout = CLNORM_NCHW,
+                    .dtype = variant == 2 ? CLNORM_F16 : CLNORM_F32, .n = shapes[sh][0], .c = c,
+                    .d = shapes[sh][2], .groups = kind == CLNORM_GROUP ? c / 2 : 0, .eps = 1e-5f,
+                    .momentum = 0.1f, .y_dtype = CLNORM_Y_AS_X
+                };
                 bc.gamma = variant != 1;
                 bc.save = variant == 0;
                 bc.want_dx = bc.want_dgamma = 1;
@@ -354,9 +369,11 @@ START_TEST(long_reductions_with_offset)
         for (int layout = 0; layout < 2; ++layout) {
             bcase bc = {0};
             size_t n = kind == CLNORM_BATCH ? 16 : 2;
-            bc.desc = (clnorm_desc){(clnorm_kind)kind, (clnorm_layout)layout, CLNORM_F32, n, 4,
-                                    kind == CLNORM_BATCH ? 16384 : 262144, 2, 1e-5f, 0.1f,
-                                    CLNORM_Y_AS_X};
+            bc.desc = (clnorm_desc){
+                .kind = (clnorm_kind)kind, .layout = (clnorm_layout)layout, .dtype = CLNORM_F32,
+                .n = n, .c = 4, .d = kind == CLNORM_BATCH ? 16384 : 262144, .groups = 2,
+                .eps = 1e-5f, .momentum = 0.1f, .y_dtype = CLNORM_Y_AS_X
+            };
             bc.gamma = bc.want_dx = bc.want_dgamma = bc.want_dbeta = 1;
             bc.offset = 1e4;
             bc.seed = 200 + (uint64_t)kind;
@@ -377,8 +394,10 @@ START_TEST(same_input_gives_same_bits)
         dy[i] = (float)harness_normal(&rng);
     }
     for (int kind = 0; kind < 5; ++kind) {
-        clnorm_desc desc = {(clnorm_kind)kind, CLNORM_NHWC, CLNORM_F32, N, C, D, 4, 1e-5f, 0.1f,
-                            CLNORM_Y_AS_X};
+        clnorm_desc desc = {
+            .kind = (clnorm_kind)kind, .layout = CLNORM_NHWC, .dtype = CLNORM_F32, .n = N, .c = C,
+            .d = D, .groups = 4, .eps = 1e-5f, .momentum = 0.1f, .y_dtype = CLNORM_Y_AS_X
+        };
         clnorm_plan *plan;
         CLNORM_OK(ctx, clnorm_plan_create(ctx, &desc, &plan));
         clnorm_buffers b = {0};
@@ -405,8 +424,11 @@ START_TEST(reference_matches_finite_differences)
 {
     for (int kind = 0; kind < 5; ++kind)
         for (int mode = 0; mode < 2; ++mode) {
-            clnorm_desc d = {(clnorm_kind)kind, CLNORM_NHWC, CLNORM_F32, 2, 4, 3, 2, 1e-3f, 0.1f,
-                             CLNORM_Y_AS_X};
+            clnorm_desc d = {
+                .kind = (clnorm_kind)kind, .layout = CLNORM_NHWC, .dtype = CLNORM_F32, .n = 2,
+                .c = 4, .d = 3, .groups = 2, .eps = 1e-3f, .momentum = 0.1f,
+                .y_dtype = CLNORM_Y_AS_X
+            };
             size_t total = 24, np = ref_params(&d);
             double x[24], dy[24], y[24], dx[24], dg[12], db[12];
             float gamma[12], beta[12], rm[4] = {0.1f, -0.2f, 0.3f, 0.0f}, rv[4] = {1, 2, 0.5f, 1.5f};
@@ -463,8 +485,10 @@ END_TEST
 START_TEST(rejected_calls_write_nothing)
 {
     clnorm_context *ctx = harness_ctx();
-    clnorm_desc desc = {CLNORM_BATCH, CLNORM_NCHW, CLNORM_F32, 2, 3, 4, 0, 1e-5f, 0.1f,
-                        CLNORM_Y_AS_X};
+    clnorm_desc desc = {
+        .kind = CLNORM_BATCH, .layout = CLNORM_NCHW, .dtype = CLNORM_F32, .n = 2, .c = 3, .d = 4,
+        .groups = 0, .eps = 1e-5f, .momentum = 0.1f, .y_dtype = CLNORM_Y_AS_X
+    };
     clnorm_plan *plan;
     CLNORM_OK(ctx, clnorm_plan_create(ctx, &desc, &plan));
     float fill[24];

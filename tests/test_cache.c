@@ -43,8 +43,10 @@ static void build_and_run(unsigned long *compiled, unsigned long *loaded)
 {
     clnorm_context *ctx;
     CLNORM_OK(NULL, clnorm_context_create(getenv("CLNORM_TEST_DEVICE"), &ctx));
-    clnorm_desc desc = {CLNORM_LAYER, CLNORM_NCHW, CLNORM_F32, 2, 3, 4, 0, 0.0f, 0.1f,
-                        CLNORM_Y_AS_X};
+    clnorm_desc desc = {
+        .kind = CLNORM_LAYER, .layout = CLNORM_NCHW, .dtype = CLNORM_F32, .n = 2, .c = 3, .d = 4,
+        .groups = 0, .eps = 0.0f, .momentum = 0.1f, .y_dtype = CLNORM_Y_AS_X
+    };
     clnorm_plan *plan;
     CLNORM_OK(ctx, clnorm_plan_create(ctx, &desc, &plan));
     float x[24], y[24];
@@ -172,8 +174,10 @@ START_TEST(kernel_dir_overrides_embedded_sources)
     ck_assert_int_eq(system(cmd), 0);
     clnorm_context *ctx;
     CLNORM_OK(NULL, clnorm_context_create(getenv("CLNORM_TEST_DEVICE"), &ctx));
-    clnorm_desc desc = {CLNORM_BATCH, CLNORM_NCHW, CLNORM_F32, 2, 3, 4, 0, 1e-5f, 0.1f,
-                        CLNORM_Y_AS_X};
+    clnorm_desc desc = {
+        .kind = CLNORM_BATCH, .layout = CLNORM_NCHW, .dtype = CLNORM_F32, .n = 2, .c = 3, .d = 4,
+        .groups = 0, .eps = 1e-5f, .momentum = 0.1f, .y_dtype = CLNORM_Y_AS_X
+    };
     clnorm_plan *plan = (clnorm_plan *)&desc;
     ck_assert_int_eq(clnorm_plan_create(ctx, &desc, &plan), CLNORM_ERROR_BUILD_FAILED);
     ck_assert_ptr_null(plan);

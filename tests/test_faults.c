@@ -176,8 +176,10 @@ static void role(setup *s, int r, size_t bytes, harness_rng *rng, int kind_of_fi
 static void setup_make(setup *s, const shape *sh)
 {
     memset(s, 0, sizeof *s);
-    s->desc = (clnorm_desc){sh->kind, sh->layout, sh->dtype, sh->n, sh->c, sh->d, sh->groups,
-                            1e-5f, 0.1f, CLNORM_Y_AS_X};
+    s->desc = (clnorm_desc){
+        .kind = sh->kind, .layout = sh->layout, .dtype = sh->dtype, .n = sh->n, .c = sh->c,
+        .d = sh->d, .groups = sh->groups, .eps = 1e-5f, .momentum = 0.1f, .y_dtype = CLNORM_Y_AS_X
+    };
     harness_rng rng = {0x5eed + sh->n * 131 + sh->c * 7 + sh->d};
     size_t elems = sh->n * sh->c * sh->d, size = sh->dtype == CLNORM_F32 ? 4 : 2;
     size_t data = elems * size;
@@ -776,8 +778,10 @@ START_TEST(scratch_of_one_huge_sample_is_bounded)
     static const clnorm_dtype dtypes[] = {CLNORM_F16, CLNORM_F32};
     for (int i = 0; i < 2; ++i) {
         size_t d = dtypes[i] == CLNORM_F16 ? (size_t)1 << 29 : (size_t)1 << 28;
-        clnorm_desc desc = {CLNORM_LAYER, CLNORM_NCHW, dtypes[i], 1, 1, d, 0, 1e-5f, 0.1f,
-                            CLNORM_Y_AS_X};
+        clnorm_desc desc = {
+            .kind = CLNORM_LAYER, .layout = CLNORM_NCHW, .dtype = dtypes[i], .n = 1, .c = 1, .d = d,
+            .groups = 0, .eps = 1e-5f, .momentum = 0.1f, .y_dtype = CLNORM_Y_AS_X
+        };
         clnorm_plan *plan;
         CLNORM_OK(ctx, clnorm_plan_create(ctx, &desc, &plan));
         ck_assert_uint_eq(clnorm_plan_scratch_bytes(plan, CLNORM_SCRATCH_HELD), 0);
@@ -800,8 +804,10 @@ START_TEST(scratch_past_the_largest_allocation_is_unsupported)
     unsetenv("CLNORM_MAX_ALLOC");
     CLNORM_OK(NULL, st);
     /* BATCH over 1024 channels: 8 KiB of partials, a 12 KiB apply table. */
-    clnorm_desc desc = {CLNORM_BATCH, CLNORM_NHWC, CLNORM_F32, 2, 1024, 1, 0, 1e-5f, 0.1f,
-                        CLNORM_Y_AS_X};
+    clnorm_desc desc = {
+        .kind = CLNORM_BATCH, .layout = CLNORM_NHWC, .dtype = CLNORM_F32, .n = 2, .c = 1024, .d = 1,
+        .groups = 0, .eps = 1e-5f, .momentum = 0.1f, .y_dtype = CLNORM_Y_AS_X
+    };
     clnorm_plan *plan;
     CLNORM_OK(ctx, clnorm_plan_create(ctx, &desc, &plan));
     size_t bytes = 2 * 1024 * 4;

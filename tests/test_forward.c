@@ -42,10 +42,12 @@ static void build_matrix(void)
                         for (int mode = 0; mode < 2; ++mode)
                             for (int variant = 0; variant < 3; ++variant) {
                                 fcase fc = {0};
-                                fc.desc = (clnorm_desc){(clnorm_kind)kind, (clnorm_layout)layout,
-                                                        (clnorm_dtype)dtype, shapes[sh][0], c,
-                                                        shapes[sh][2], glist[gi], 1e-5f, 0.1f,
-                                                        CLNORM_Y_AS_X};
+                                fc.desc = (clnorm_desc){
+                                    .kind = (clnorm_kind)kind, .layout = (clnorm_layout)layout,
+                                    .dtype = (clnorm_dtype)dtype, .n = shapes[sh][0], .c = c,
+                                    .d = shapes[sh][2], .groups = glist[gi], .eps = 1e-5f,
+                                    .momentum = 0.1f, .y_dtype = CLNORM_Y_AS_X
+                                };
                                 fc.mode = (clnorm_mode)mode;
                                 int has_running = kind == CLNORM_BATCH || kind == CLNORM_INSTANCE;
                                 fc.gamma = variant != 1;
@@ -71,9 +73,12 @@ static void each_kind(fill_kind fill, double offset, double tol, int dtype, size
     for (int kind = CLNORM_BATCH; kind <= CLNORM_RMS; ++kind)
         for (int layout = 0; layout < 2; ++layout) {
             fcase fc = {0};
-            fc.desc = (clnorm_desc){(clnorm_kind)kind, (clnorm_layout)layout, (clnorm_dtype)dtype,
-                                    n, c, d, kind == CLNORM_GROUP ? (c % 2 ? c : c / 2) : 0, 1e-5f, 0.1f,
-                                    CLNORM_Y_AS_X};
+            fc.desc = (clnorm_desc){
+                .kind = (clnorm_kind)kind, .layout = (clnorm_layout)layout,
+                .dtype = (clnorm_dtype)dtype, .n = n, .c = c, .d = d,
+                .groups = kind == CLNORM_GROUP ? (c % 2 ? c : c / 2) : 0, .eps = 1e-5f,
+                .momentum = 0.1f, .y_dtype = CLNORM_Y_AS_X
+            };
             fc.mode = mode;
             fc.gamma = fc.beta = fc.save = 1;
             fc.running = running && (kind == CLNORM_BATCH || kind == CLNORM_INSTANCE);
@@ -167,8 +172,11 @@ START_TEST(gpu_plans_reduce_rows_a_work_group_per_block)
     for (int kind = CLNORM_BATCH; kind <= CLNORM_RMS; ++kind)
         for (int layout = 0; layout < 4; ++layout) {
             size_t D = layout < 2 ? 300 : 4;
-            clnorm_desc desc = {(clnorm_kind)kind, (clnorm_layout)(layout % 2), CLNORM_F32, 3, 4,
-                                D, 2, 1e-5f, 0.1f, CLNORM_Y_AS_X};
+            clnorm_desc desc = {
+                .kind = (clnorm_kind)kind, .layout = (clnorm_layout)(layout % 2),
+                .dtype = CLNORM_F32, .n = 3, .c = 4, .d = D, .groups = 2, .eps = 1e-5f,
+                .momentum = 0.1f, .y_dtype = CLNORM_Y_AS_X
+            };
             clnorm_plan *plan;
             CLNORM_OK(ctx, clnorm_plan_create(ctx, &desc, &plan));
             size_t wg = plan->coop_wg, kcap = ctx->info.max_kernel_work_group;
@@ -269,8 +277,10 @@ START_TEST(nhwc_equals_nchw_after_permutation)
             for (size_t d = 0; d < D; ++d)
                 nhwc[(n * D + d) * C + c] = nchw[(n * C + c) * D + d];
     for (int kind = CLNORM_BATCH; kind <= CLNORM_RMS; ++kind) {
-        clnorm_desc a = {(clnorm_kind)kind, CLNORM_NCHW, CLNORM_F32, N, C, D, 3, 1e-5f, 0.1f,
-                         CLNORM_Y_AS_X};
+        clnorm_desc a = {
+            .kind = (clnorm_kind)kind, .layout = CLNORM_NCHW, .dtype = CLNORM_F32, .n = N, .c = C,
+            .d = D, .groups = 3, .eps = 1e-5f, .momentum = 0.1f, .y_dtype = CLNORM_Y_AS_X
+        };
         clnorm_desc b = a;
         b.layout = CLNORM_NHWC;
         float ma[64], mb[64], ia[64], ib[64];
@@ -305,8 +315,11 @@ START_TEST(same_input_gives_same_bits)
         x[i] = (float)(100.0 + harness_normal(&rng));
     for (int kind = CLNORM_BATCH; kind <= CLNORM_RMS; ++kind)
         for (int layout = 0; layout < 2; ++layout) {
-            clnorm_desc desc = {(clnorm_kind)kind, (clnorm_layout)layout, CLNORM_F32, N, C, D, 4,
-                                1e-5f, 0.1f, CLNORM_Y_AS_X};
+            clnorm_desc desc = {
+                .kind = (clnorm_kind)kind, .layout = (clnorm_layout)layout, .dtype = CLNORM_F32,
+                .n = N, .c = C, .d = D, .groups = 4, .eps = 1e-5f, .momentum = 0.1f,
+                .y_dtype = CLNORM_Y_AS_X
+            };
             float *a = run(&desc, x, 0, NULL, NULL), *b = run(&desc, x, 0, NULL, NULL);
             ck_assert_msg(memcmp(a, b, N * C * D * 4) == 0, "kind %d layout %d differs", kind,
                           layout);
@@ -326,8 +339,11 @@ START_TEST(in_place_matches_out_of_place)
         x[i] = (float)harness_normal(&rng);
     for (int kind = CLNORM_BATCH; kind <= CLNORM_RMS; ++kind)
         for (int dtype = 0; dtype < 3; ++dtype) {
-            clnorm_desc desc = {(clnorm_kind)kind, CLNORM_NHWC, (clnorm_dtype)dtype, N, C, D, 5,
-                                1e-5f, 0.1f, CLNORM_Y_AS_X};
+            clnorm_desc desc = {
+                .kind = (clnorm_kind)kind, .layout = CLNORM_NHWC, .dtype = (clnorm_dtype)dtype,
+                .n = N, .c = C, .d = D, .groups = 5, .eps = 1e-5f, .momentum = 0.1f,
+                .y_dtype = CLNORM_Y_AS_X
+            };
             float *a = run(&desc, x, 0, NULL, NULL), *b = run(&desc, x, 1, NULL, NULL);
             ck_assert_msg(memcmp(a, b, N * C * D * 4) == 0, "kind %d dtype %d", kind, dtype);
             free(a);
@@ -343,8 +359,11 @@ START_TEST(running_statistics_over_several_steps)
     size_t N = 3, C = 4, D = harness_small() ? 5 : 50;
     for (int kind = CLNORM_BATCH; kind <= CLNORM_INSTANCE; kind += 2)
         for (int layout = 0; layout < 2; ++layout) {
-            clnorm_desc desc = {(clnorm_kind)kind, (clnorm_layout)layout, CLNORM_F32, N, C, D, 0,
-                                1e-5f, 0.3f, CLNORM_Y_AS_X};
+            clnorm_desc desc = {
+                .kind = (clnorm_kind)kind, .layout = (clnorm_layout)layout, .dtype = CLNORM_F32,
+                .n = N, .c = C, .d = D, .groups = 0, .eps = 1e-5f, .momentum = 0.3f,
+                .y_dtype = CLNORM_Y_AS_X
+            };
             clnorm_plan *plan;
             CLNORM_OK(ctx, clnorm_plan_create(ctx, &desc, &plan));
             float rm[4] = {0, 0, 0, 0}, rv[4] = {1, 1, 1, 1}, x[3 * 4 * 50];

@@ -16,8 +16,11 @@ static fcase make_case(int kind, int layout, clnorm_dtype xt, int yt, size_t n, 
                        size_t d, fill_kind fill, uint64_t seed)
 {
     fcase fc = {0};
-    fc.desc = (clnorm_desc){(clnorm_kind)kind, (clnorm_layout)layout, xt, n, c, d,
-                            kind == CLNORM_GROUP ? c / 2 : 0, 1e-5f, 0.1f, (clnorm_y_dtype)yt};
+    fc.desc = (clnorm_desc){
+        .kind = (clnorm_kind)kind, .layout = (clnorm_layout)layout, .dtype = xt, .n = n, .c = c,
+        .d = d, .groups = kind == CLNORM_GROUP ? c / 2 : 0, .eps = 1e-5f, .momentum = 0.1f,
+        .y_dtype = (clnorm_y_dtype)yt
+    };
     double xmost = ref_integer_most(xt), ymost = ref_integer_most(ref_y_storage(&fc.desc));
     fc.mode = CLNORM_TRAINING;
     fc.gamma = fc.beta = fc.save = 1;
@@ -120,8 +123,10 @@ START_TEST(imagenet_recipe)
         rm[c] = 255.0f * mean[c];
         rv[c] = (255.0f * std[c]) * (255.0f * std[c]);
     }
-    clnorm_desc desc = {CLNORM_BATCH, CLNORM_NHWC, CLNORM_U8, 1, 3, pixels, 0, 0.0f, 0.1f,
-                        CLNORM_Y_F32};
+    clnorm_desc desc = {
+        .kind = CLNORM_BATCH, .layout = CLNORM_NHWC, .dtype = CLNORM_U8, .n = 1, .c = 3,
+        .d = pixels, .groups = 0, .eps = 0.0f, .momentum = 0.1f, .y_dtype = CLNORM_Y_F32
+    };
     clnorm_plan *plan;
     CLNORM_OK(ctx, clnorm_plan_create(ctx, &desc, &plan));
     clnorm_buffers b = {0};
@@ -158,8 +163,11 @@ START_TEST(integer_outputs_round_ties_to_even)
                                  0, 65535, 0, 65535, 65534, 65535, 65535, 8};
     enum { N = sizeof x / sizeof x[0] };
     for (int t = 0; t < 2; ++t) {
-        clnorm_desc desc = {CLNORM_BATCH, CLNORM_NCHW, CLNORM_F32, 1, 1, N, 0, 0.0f, 0.1f,
-                            t ? CLNORM_Y_U16 : CLNORM_Y_U8};
+        clnorm_desc desc = {
+            .kind = CLNORM_BATCH, .layout = CLNORM_NCHW, .dtype = CLNORM_F32, .n = 1, .c = 1,
+            .d = N, .groups = 0, .eps = 0.0f, .momentum = 0.1f,
+            .y_dtype = t ? CLNORM_Y_U16 : CLNORM_Y_U8
+        };
         clnorm_plan *plan;
         CLNORM_OK(ctx, clnorm_plan_create(ctx, &desc, &plan));
         float zero = 0.0f, one = 1.0f;
@@ -188,8 +196,10 @@ END_TEST
 START_TEST(integer_storage_refusals)
 {
     clnorm_context *ctx = harness_ctx();
-    clnorm_desc desc = {CLNORM_INSTANCE, CLNORM_NHWC, CLNORM_U8, 1, 3, 16, 0, 1e-5f, 0.1f,
-                        CLNORM_Y_F32};
+    clnorm_desc desc = {
+        .kind = CLNORM_INSTANCE, .layout = CLNORM_NHWC, .dtype = CLNORM_U8, .n = 1, .c = 3, .d = 16,
+        .groups = 0, .eps = 1e-5f, .momentum = 0.1f, .y_dtype = CLNORM_Y_F32
+    };
     clnorm_plan *plan = NULL;
     desc.y_dtype = (clnorm_y_dtype)6;
     ck_assert_int_eq(clnorm_plan_create(ctx, &desc, &plan), CLNORM_ERROR_INVALID_ARGUMENT);
@@ -221,8 +231,10 @@ START_TEST(integer_storage_refusals)
     harness_read(b.x, after, sizeof after);
     ck_assert_mem_eq(after, px, sizeof px);
     /* y stored otherwise than x, at the same size: still never x itself */
-    clnorm_desc same_size = {CLNORM_INSTANCE, CLNORM_NHWC, CLNORM_U16, 1, 3, 8, 0, 1e-5f, 0.1f,
-                             CLNORM_Y_F16};
+    clnorm_desc same_size = {
+        .kind = CLNORM_INSTANCE, .layout = CLNORM_NHWC, .dtype = CLNORM_U16, .n = 1, .c = 3, .d = 8,
+        .groups = 0, .eps = 1e-5f, .momentum = 0.1f, .y_dtype = CLNORM_Y_F16
+    };
     clnorm_plan *p16;
     CLNORM_OK(ctx, clnorm_plan_create(ctx, &same_size, &p16));
     clnorm_buffers in_place = {0};

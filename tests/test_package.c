@@ -10,8 +10,10 @@
 
 #define POCLCC "poclcc -b \"{options}\" -o {output} {source}"
 
-static const clnorm_desc layer = {CLNORM_LAYER, CLNORM_NCHW, CLNORM_F32, 2, 3, 4, 0, 1e-5f, 0.1f,
-                                  CLNORM_Y_AS_X};
+static const clnorm_desc layer = {
+    .kind = CLNORM_LAYER, .layout = CLNORM_NCHW, .dtype = CLNORM_F32, .n = 2, .c = 3, .d = 4,
+    .groups = 0, .eps = 1e-5f, .momentum = 0.1f, .y_dtype = CLNORM_Y_AS_X
+};
 static char cache[256];
 
 static void shell(const char *fmt, const char *a, const char *b)
@@ -187,8 +189,10 @@ START_TEST(missing_program_names_the_command)
                       strstr(msg, "--compiler '" POCLCC "'") &&
                       strstr(msg, "layer:backward:nchw:2x3x4:f32"),
                   "%s", msg);
-    clnorm_desc narrow = {CLNORM_BATCH, CLNORM_NHWC, CLNORM_F16, 2, 3, 16, 0, 1e-5f, 0.1f,
-                          CLNORM_Y_AS_X};
+    clnorm_desc narrow = {
+        .kind = CLNORM_BATCH, .layout = CLNORM_NHWC, .dtype = CLNORM_F16, .n = 2, .c = 3, .d = 16,
+        .groups = 0, .eps = 1e-5f, .momentum = 0.1f, .y_dtype = CLNORM_Y_AS_X
+    };
     clnorm_plan *plan = NULL;
     ck_assert_int_eq(clnorm_plan_create(ctx, &narrow, &plan), CLNORM_ERROR_UNSUPPORTED);
     ck_assert_ptr_null(plan);
@@ -208,8 +212,10 @@ START_TEST(missing_program_names_the_command)
     clnorm_plan_release(plan);
 
     /* pixels: the command names x's and y's storage, and adds that program */
-    clnorm_desc pixels = {CLNORM_BATCH, CLNORM_NHWC, CLNORM_U8, 1, 3, 16, 0, 1e-5f, 0.1f,
-                          CLNORM_Y_F32};
+    clnorm_desc pixels = {
+        .kind = CLNORM_BATCH, .layout = CLNORM_NHWC, .dtype = CLNORM_U8, .n = 1, .c = 3, .d = 16,
+        .groups = 0, .eps = 1e-5f, .momentum = 0.1f, .y_dtype = CLNORM_Y_F32
+    };
     ck_assert_int_eq(clnorm_plan_create(ctx, &pixels, &plan), CLNORM_ERROR_UNSUPPORTED);
     msg = clnorm_context_last_error(ctx);
     ck_assert_msg(strstr(msg, "batch:forward-training:nhwc:1x3x16:u8-f32"), "%s", msg);
@@ -360,8 +366,10 @@ START_TEST(program_log_lists_what_was_built)
     snprintf(missing, sizeof missing, "%s/missing.log", dir);
     setenv("CLNORM_PROGRAM_LOG", missing, 1);
     ctx = package_context(NULL);
-    clnorm_desc rms = {CLNORM_RMS, CLNORM_NCHW, CLNORM_BF16, 2, 3, 4, 0, 1e-5f, 0.1f,
-                       CLNORM_Y_AS_X};
+    clnorm_desc rms = {
+        .kind = CLNORM_RMS, .layout = CLNORM_NCHW, .dtype = CLNORM_BF16, .n = 2, .c = 3, .d = 4,
+        .groups = 0, .eps = 1e-5f, .momentum = 0.1f, .y_dtype = CLNORM_Y_AS_X
+    };
     clnorm_plan *plan = NULL;
     ck_assert_int_eq(clnorm_plan_create(ctx, &rms, &plan), CLNORM_ERROR_UNSUPPORTED);
     clnorm_context_release(ctx);

@@ -566,6 +566,26 @@ START_TEST(refusals_name_the_field)
                      CLNORM_ERROR_INVALID_ARGUMENT);
     ck_assert_msg(strstr(clnorm_context_last_error(ctx), "sums"), "%s",
                   clnorm_context_last_error(ctx));
+    /* epilogues: forward with moments takes no skip (the moments are x's), the split
+     * backward none at all */
+    f.save_mean = sm;
+    f.skip = x;
+    ck_assert_int_eq(
+        clnorm_forward_with_moments(plan, CLNORM_TRAINING, moments, &f, 0, NULL, NULL),
+        CLNORM_ERROR_UNSUPPORTED);
+    ck_assert_msg(strstr(clnorm_context_last_error(ctx), "bufs.skip"), "%s",
+                  clnorm_context_last_error(ctx));
+    clnorm_desc da = d;
+    da.activation = CLNORM_ACTIVATION_RELU;
+    clnorm_plan *act;
+    CLNORM_OK(ctx, clnorm_plan_create(ctx, &da, &act));
+    cl_mem sums8 = harness_buffer(NULL, 32);
+    ck_assert_int_eq(clnorm_backward_sums(act, CLNORM_TRAINING, &b, sums8, 0, NULL, NULL),
+                     CLNORM_ERROR_UNSUPPORTED);
+    ck_assert_msg(strstr(clnorm_context_last_error(ctx), "desc.activation"), "%s",
+                  clnorm_context_last_error(ctx));
+    clnorm_plan_release(act);
+    clReleaseMemObject(sums8);
     clReleaseMemObject(y);
     clReleaseMemObject(moments);
     ck_assert_int_eq(clnorm_forward_check(plan, CLNORM_TRAINING, &b, 1),

@@ -60,8 +60,10 @@ END_TEST
 
 static clnorm_desc good(void)
 {
-    clnorm_desc d = {CLNORM_GROUP, CLNORM_NHWC, CLNORM_F16, 2, 6, 10, 3, 1e-5f, 0.1f,
-                     CLNORM_Y_AS_X};
+    clnorm_desc d = {
+        .kind = CLNORM_GROUP, .layout = CLNORM_NHWC, .dtype = CLNORM_F16, .n = 2, .c = 6, .d = 10,
+        .groups = 3, .eps = 1e-5f, .momentum = 0.1f, .y_dtype = CLNORM_Y_AS_X
+    };
     return d;
 }
 

@@ -44,14 +44,22 @@ typedef struct result {
     double ms, copy_ms;      /* medians */
     double stream_ms;        /* the streaming copy's median (copy_stream) */
     double max_err, err_tol; /* largest absolute error; largest error / tolerance */
+    double unfused_ms;       /* epilogues: the unfused sequence's median, 0 when none */
     int repeats;
     char message[1024]; /* why it failed, or where the largest error is */
 } result;
+
+/* The elementwise kernels of an unfused epilogue, per storage type (built at first use). */
+typedef struct unfused_kernels {
+    cl_program program;
+    cl_kernel add, act, act_grad;
+} unfused_kernels;
 
 typedef struct bench {
     clnorm_context *ctx;
     cl_command_queue queue;
     cl_kernel copy, copy_stream;
+    unfused_kernels unfused[3];
     char device[600];
     const char *device_type;
     int repeat; /* 0: choose per problem */
@@ -68,15 +76,23 @@ static void usage(FILE *out)
           "Times clnorm's forward and backward calls against the device's own copy speed and\n"
           "checks every result against a float64 reference.\n"
           "\n"
-          "  PROBLEM        kind:pass:layout:NxCxD[/G][:T[-Y]]\n"
+          "  PROBLEM        kind:pass:layout:NxCxD[/G][:T[-Y]][:EPILOGUE]\n"
           "                 e.g. group:forward-training:nhwc:8x256x1024/32\n"
           "                      batch:forward-inference:nhwc:1x3x2073600:u8-f32\n"
+          "                      batch:forward-training:nchw:32x64x3136:add-relu\n"
           "                   kind    batch layer instance group rms\n"
           "                   pass    forward-training forward-inference backward\n"
           "                   layout  nchw nhwc\n"
           "                   /G      groups, for group only (divides C)\n"
           "                   T-Y     storage of x and of y (f32 f16 bf16 u8 u16; Y: as x\n"
           "                           when absent); SOL counts x's and y's own bytes\n"
+          "                   EPILOGUE  fused epilogue, parts joined by '-': skip (x + skip\n"
+          "                           normalized, sum written), add (a residual added\n"
+          "                           after), relu leaky_relu silu gelu gelu_tanh; SOL\n"
+          "                           counts those tensors too, and the row also times the\n"
+          "                           unfused sequence (separate elementwise kernels around\n"
+          "                           the plain normalization), alternating with the fused\n"
+          "                           call\n"
           "                 None: the default suite, every kind, pass and layout (--list).\n"
           "  --device SPEC  P:D, cpu, gpu, accelerator or part of \"platform / device\"\n"
           "                 (default: $CLNORM_DEVICE, else the first GPU, else the first device)\n"
@@ -232,9 +248,10 @@ static int read_buffer(const bench *B, cl_mem buf, void *out, size_t bytes, cons
 
 static void release_buffers(clnorm_buffers *b)
 {
-    cl_mem *all[] = {&b->x,         &b->y,         &b->dy,           &b->dx,
-                     &b->gamma,     &b->beta,      &b->dgamma,       &b->dbeta,
-                     &b->save_mean, &b->save_invstd, &b->running_mean, &b->running_var};
+    cl_mem *all[] = {&b->x,         &b->y,           &b->dy,           &b->dx,
+                     &b->gamma,     &b->beta,        &b->dgamma,       &b->dbeta,
+                     &b->save_mean, &b->save_invstd, &b->running_mean, &b->running_var,
+                     &b->skip,      &b->sum,         &b->residual,     &b->dresidual};
     for (size_t i = 0; i < COUNT(all); ++i) {
         if (*all[i])
             clReleaseMemObject(*all[i]);
@@ -244,14 +261,16 @@ static void release_buffers(clnorm_buffers *b)
 
 /* ---- timing ---------------------------------------------------------------------------- */
 
-typedef enum op_kind { OP_FORWARD, OP_BACKWARD, OP_COPY, OP_STREAM } op_kind;
+typedef enum op_kind { OP_FORWARD, OP_BACKWARD, OP_COPY, OP_KERNEL } op_kind;
 
 typedef struct op {
     op_kind kind;
     clnorm_plan *plan;
     clnorm_mode mode;
     const clnorm_buffers *bufs;
-    size_t global, local; /* OP_COPY, OP_STREAM */
+    size_t global, local; /* OP_COPY, OP_KERNEL */
+    cl_kernel kernel;     /* OP_KERNEL, its arguments set */
+    const struct op *next; /* enqueued after this one, before the wait: a sequence */
 } op;
 
 static double now_s(void)
@@ -261,29 +280,34 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* One call, waited for. */
-static clnorm_status op_run(const bench *B, const op *o, result *r)
+/* One call (or sequence of calls), waited for. */
+static clnorm_status op_run(const bench *B, const op *first, result *r)
 {
     clnorm_status s = CLNORM_SUCCESS;
     cl_int err = CL_SUCCESS;
-    switch (o->kind) {
-    case OP_FORWARD: s = clnorm_forward(o->plan, o->mode, o->bufs, 0, NULL, NULL); break;
-    case OP_BACKWARD: s = clnorm_backward(o->plan, o->mode, o->bufs, 0, NULL, NULL); break;
-    case OP_COPY:
-    case OP_STREAM:
-        err = clEnqueueNDRangeKernel(B->queue, o->kind == OP_COPY ? B->copy : B->copy_stream, 1,
-                                     NULL, &o->global, &o->local, 0, NULL, NULL);
-        break;
+    for (const op *o = first; o && !s && !err; o = o->next) {
+        switch (o->kind) {
+        case OP_FORWARD: s = clnorm_forward(o->plan, o->mode, o->bufs, 0, NULL, NULL); break;
+        case OP_BACKWARD: s = clnorm_backward(o->plan, o->mode, o->bufs, 0, NULL, NULL); break;
+        case OP_COPY:
+        case OP_KERNEL:
+            err = clEnqueueNDRangeKernel(B->queue, o->kind == OP_COPY ? B->copy : o->kernel, 1,
+                                         NULL, &o->global, &o->local, 0, NULL, NULL);
+            break;
+        }
+        if (s != CLNORM_SUCCESS)
+            set_message(r, "%s: %s: %s",
+                        o->kind == OP_FORWARD ? "clnorm_forward" : "clnorm_backward",
+                        clnorm_status_string(s), clnorm_context_last_error(B->ctx));
+        else if (err != CL_SUCCESS)
+            set_message(r, "clEnqueueNDRangeKernel (%s): %s",
+                        o->kind == OP_COPY ? "copy" : "an unfused epilogue's kernel",
+                        clnorm_cl_error_name(err));
     }
-    if (s != CLNORM_SUCCESS) {
-        set_message(r, "%s: %s: %s", o->kind == OP_FORWARD ? "clnorm_forward" : "clnorm_backward",
-                    clnorm_status_string(s), clnorm_context_last_error(B->ctx));
+    if (s)
         return s;
-    }
-    if (err != CL_SUCCESS) {
-        set_message(r, "clEnqueueNDRangeKernel (copy): %s", clnorm_cl_error_name(err));
+    if (err != CL_SUCCESS)
         return CLNORM_ERROR_OPENCL;
-    }
     err = clFinish(B->queue);
     if (err != CL_SUCCESS) {
         set_message(r, "clFinish: %s", clnorm_cl_error_name(err));
@@ -356,13 +380,15 @@ static clnorm_status op_time(const bench *B, const op *o, const op *y, int ny, i
  * work-item per chunk, with the chunk and local size a float32 plan of that many elements gets
  * for its apply pass.
  */
-static clnorm_status time_against_copy(bench *B, const op *o, double bytes, int *repeats,
-                                       double *ms, double *copy_ms, double *stream_ms,
-                                       result *r)
+static clnorm_status time_against_copy(bench *B, const op *o, const op *u, double bytes,
+                                       int *repeats, double *ms, double *copy_ms,
+                                       double *stream_ms, double *u_ms, result *r)
 {
     size_t floats = ((size_t)bytes / 2 + sizeof(float) - 1) / sizeof(float);
-    clnorm_desc yard = {CLNORM_BATCH, CLNORM_NCHW, CLNORM_F32, 1, 1, floats, 0, EPS, MOMENTUM,
-                        CLNORM_Y_AS_X};
+    clnorm_desc yard = {
+        .kind = CLNORM_BATCH, .layout = CLNORM_NCHW, .dtype = CLNORM_F32, .n = 1, .c = 1,
+        .d = floats, .groups = 0, .eps = EPS, .momentum = MOMENTUM, .y_dtype = CLNORM_Y_AS_X
+    };
     clnorm_plan *plan = NULL;
     /* prepared, not built: only its apply shape is wanted */
     clnorm_status s = clnorm_plan_prepare(B->ctx, &yard, &plan);
@@ -376,8 +402,12 @@ static clnorm_status time_against_copy(bench *B, const op *o, double bytes, int 
     clnorm_plan_release(plan);
     size_t items = (floats + chunk - 1) / chunk;
     size_t global = (items + local - 1) / local * local;
-    op copies[2] = {{OP_COPY, NULL, CLNORM_TRAINING, NULL, global, local},
-                    {OP_STREAM, NULL, CLNORM_TRAINING, NULL, global, local}};
+    /* the yardsticks, and the unfused sequence when there is one: timed in turn with o */
+    op ys[3] = {{.kind = OP_COPY, .global = global, .local = local},
+                {.kind = OP_KERNEL, .kernel = B->copy_stream, .global = global, .local = local}};
+    int ny = 2;
+    if (u)
+        ys[ny++] = *u;
 
     cl_mem src = make_buffer(B, NULL, floats * sizeof(float), "copy source", r);
     cl_mem dst = src ? make_buffer(B, NULL, floats * sizeof(float), "copy destination", r) : NULL;
@@ -386,9 +416,8 @@ static clnorm_status time_against_copy(bench *B, const op *o, double bytes, int 
             clReleaseMemObject(src);
         return CLNORM_ERROR_OPENCL;
     }
-    cl_int err;
+    cl_int err = CL_SUCCESS;
     cl_kernel kernels[2] = {B->copy, B->copy_stream};
-    err = CL_SUCCESS;
     for (int k = 0; k < 2 && !err; ++k)
         if ((err = clSetKernelArg(kernels[k], 0, sizeof src, &src)) ||
             (err = clSetKernelArg(kernels[k], 1, sizeof dst, &dst)) ||
@@ -399,10 +428,14 @@ static clnorm_status time_against_copy(bench *B, const op *o, double bytes, int 
         set_message(r, "clSetKernelArg (copy): %s", clnorm_cl_error_name(err));
         s = CLNORM_ERROR_OPENCL;
     } else {
-        double y_ms[2];
-        s = op_time(B, o, copies, 2, repeats, ms, y_ms, r);
-        *copy_ms = y_ms[0];
-        *stream_ms = y_ms[1];
+        double y_ms[3];
+        s = op_time(B, o, ys, ny, repeats, ms, y_ms, r);
+        if (!s) {
+            *copy_ms = y_ms[0];
+            *stream_ms = y_ms[1];
+            if (u)
+                *u_ms = y_ms[2];
+        }
     }
     clReleaseMemObject(src);
     clReleaseMemObject(dst);
@@ -497,6 +530,202 @@ static double *float_to_double(const float *in, size_t count)
     return out;
 }
 
+/* ---- the unfused sequence of an epilogue ------------------------------------------------ */
+
+/*
+ * What an epilogue replaces, as a framework runs it: elementwise kernels in x's storage around
+ * the plain normalization, in the copy kernel's chunked shape, on the library's loads, stores
+ * and activations (common.clh). Forward: [sum = x + skip], the normalization of h into z,
+ * [y = act(z + residual)]; backward: [dz = dy * act'(z), z kept from forward], the
+ * normalization's backward of (h, dz); the adds' gradients cost nothing.
+ */
+static const char unfused_source[] =
+    "__kernel void unfused_add(__global const store_t *a, __global const store_t *b,\n"
+    "                          __global ystore_t *out, ulong total, ulong chunk)\n"
+    "{\n"
+    "    ulong i = get_global_id(0) * chunk;\n"
+    "    if (i >= total) return;\n"
+    "    ulong end = min(total, i + chunk);\n"
+    "    for (; i + 8 <= end; i += 8) STORE8(LOAD8(a, i) + LOAD8(b, i), out, i);\n"
+    "    for (; i < end; ++i) STORE1(LOAD1(a, i) + LOAD1(b, i), out, i);\n"
+    "}\n"
+    "__kernel void unfused_act(__global const store_t *z, __global const store_t *r,\n"
+    "                          __global ystore_t *y, ulong total, ulong chunk, int act,\n"
+    "                          float alpha)\n"
+    "{\n"
+    "    ulong i = get_global_id(0) * chunk;\n"
+    "    if (i >= total) return;\n"
+    "    ulong end = min(total, i + chunk);\n"
+    "    for (; i + 8 <= end; i += 8)\n"
+    "        STORE8(act8(LOAD8(z, i) + (r ? LOAD8(r, i) : (float8)0.0f), act, alpha), y, i);\n"
+    "    for (; i < end; ++i)\n"
+    "        STORE1(act1(LOAD1(z, i) + (r ? LOAD1(r, i) : 0.0f), act, alpha), y, i);\n"
+    "}\n"
+    "__kernel void unfused_act_grad(__global const store_t *dy, __global const store_t *z,\n"
+    "                               __global ystore_t *dz, ulong total, ulong chunk, int act,\n"
+    "                               float alpha)\n"
+    "{\n"
+    "    ulong i = get_global_id(0) * chunk;\n"
+    "    if (i >= total) return;\n"
+    "    ulong end = min(total, i + chunk);\n"
+    "    for (; i + 8 <= end; i += 8) STORE8(LOAD8(dy, i) * dact8(LOAD8(z, i), act, alpha), dz, i);\n"
+    "    for (; i < end; ++i) STORE1(LOAD1(dy, i) * dact1(LOAD1(z, i), act, alpha), dz, i);\n"
+    "}\n";
+
+/* The unfused kernels for x's storage dtype (built once per run). */
+static const unfused_kernels *unfused_get(bench *B, clnorm_dtype dtype, result *r)
+{
+    unfused_kernels *u = &B->unfused[dtype];
+    if (u->act_grad)
+        return u;
+    char *common = NULL, options[160];
+    size_t size = 0;
+    clnorm_status s = clnorm_kernel_source_read(B->ctx, "common.clh", &common, &size);
+    if (s) {
+        set_message(r, "the unfused kernels: %s", clnorm_context_last_error(B->ctx));
+        return NULL;
+    }
+    const char *sources[] = {common, unfused_source};
+    size_t sizes[] = {size, sizeof unfused_source - 1};
+    cl_int err;
+    u->program = clCreateProgramWithSource(clnorm_context_cl(B->ctx), 2, sources, sizes, &err);
+    free(common);
+    snprintf(options, sizeof options, "-cl-std=CL1.2 -DCLNORM_DTYPE=%d -DCLNORM_RT=8%s",
+             (int)dtype,
+             dtype == CLNORM_BF16 && B->ctx->info.little_endian ? " -DCLNORM_LITTLE_ENDIAN=1"
+                                                                : "");
+    if (err == CL_SUCCESS)
+        err = clBuildProgram(u->program, 1, &B->ctx->device, options, NULL, NULL);
+    if (err == CL_SUCCESS)
+        u->add = clCreateKernel(u->program, "unfused_add", &err);
+    if (err == CL_SUCCESS)
+        u->act = clCreateKernel(u->program, "unfused_act", &err);
+    if (err == CL_SUCCESS)
+        u->act_grad = clCreateKernel(u->program, "unfused_act_grad", &err);
+    if (err != CL_SUCCESS) {
+        set_message(r, "building the unfused kernels: %s", clnorm_cl_error_name(err));
+        return NULL;
+    }
+    return u;
+}
+
+static void unfused_release(bench *B)
+{
+    for (size_t i = 0; i < COUNT(B->unfused); ++i) {
+        unfused_kernels *u = &B->unfused[i];
+        cl_kernel k[] = {u->add, u->act, u->act_grad};
+        for (size_t j = 0; j < COUNT(k); ++j)
+            if (k[j])
+                clReleaseKernel(k[j]);
+        if (u->program)
+            clReleaseProgram(u->program);
+    }
+}
+
+/* An elementwise step of the sequence: kernel(a, b, out, total, chunk[, act, alpha]) over
+ * total elements, in the copy kernel's (apply's) launch shape. */
+static int unfused_step(const bench *B, op *o, cl_kernel kernel, cl_mem a, cl_mem b, cl_mem out,
+                        const clnorm_plan *plan, const clnorm_desc *d, result *r)
+{
+    cl_ulong total = d->n * d->c * d->d, chunk = plan->apply_chunk;
+    cl_int act = (cl_int)d->activation;
+    size_t items = (total + chunk - 1) / chunk, local = plan->apply_local;
+    cl_int err;
+    if ((err = clSetKernelArg(kernel, 0, sizeof a, &a)) ||
+        (err = clSetKernelArg(kernel, 1, sizeof b, &b)) ||
+        (err = clSetKernelArg(kernel, 2, sizeof out, &out)) ||
+        (err = clSetKernelArg(kernel, 3, sizeof total, &total)) ||
+        (err = clSetKernelArg(kernel, 4, sizeof chunk, &chunk)) ||
+        (kernel != B->unfused[d->dtype].add &&
+         ((err = clSetKernelArg(kernel, 5, sizeof act, &act)) ||
+          (err = clSetKernelArg(kernel, 6, sizeof d->activation_alpha, &d->activation_alpha))))) {
+        set_message(r, "clSetKernelArg (unfused): %s", clnorm_cl_error_name(err));
+        return -1;
+    }
+    *o = (op){.kind = OP_KERNEL, .kernel = kernel, .local = local,
+              .global = (items + local - 1) / local * local};
+    return 0;
+}
+
+/* The unfused sequence of one problem, on the fused call's buffers b. */
+typedef struct unfused_seq {
+    clnorm_plan *plan;   /* the plain normalization */
+    clnorm_buffers bufs; /* its buffers */
+    cl_mem h, z, dz;     /* what the sequence keeps between its kernels */
+    op ops[3];
+} unfused_seq;
+
+static void unfused_free(unfused_seq *q)
+{
+    cl_mem mems[] = {q->h, q->z, q->dz};
+    for (size_t i = 0; i < COUNT(mems); ++i)
+        if (mems[i])
+            clReleaseMemObject(mems[i]);
+    clnorm_plan_release(q->plan);
+}
+
+/* Builds the sequence (and, for backward, runs forward's part once for the h and z it keeps);
+ * returns its first op, or NULL with r->message set. */
+static const op *unfused_make(bench *B, const problem *p, const clnorm_buffers *b,
+                              clnorm_mode mode, unfused_seq *q, result *r)
+{
+    clnorm_desc d = p->desc;
+    int backward = p->pass == PASS_BACKWARD, act = d.activation != CLNORM_ACTIVATION_NONE;
+    size_t bytes = d.n * d.c * d.d * clnorm_dtype_size(d.dtype);
+    const unfused_kernels *u = unfused_get(B, d.dtype, r);
+    d.activation = CLNORM_ACTIVATION_NONE;
+    clnorm_status s;
+    if (!u)
+        return NULL;
+    if ((s = clnorm_plan_create(B->ctx, &d, &q->plan))) {
+        set_message(r, "clnorm_plan_create (unfused): %s", clnorm_context_last_error(B->ctx));
+        return NULL;
+    }
+    if ((p->skip && !(q->h = make_buffer(B, NULL, bytes, "h", r))) ||
+        ((act || (p->add && !backward)) && !(q->z = make_buffer(B, NULL, bytes, "z", r))) ||
+        (backward && act && !(q->dz = make_buffer(B, NULL, bytes, "dz", r))))
+        return NULL;
+    q->bufs = *b;
+    q->bufs.skip = q->bufs.sum = q->bufs.residual = q->bufs.dresidual = NULL;
+    q->bufs.x = p->skip ? q->h : b->x;
+    const clnorm_desc *pd = &p->desc;
+    int n = 0;
+    if (!backward) {
+        if (p->skip && unfused_step(B, &q->ops[n++], u->add, b->x, b->skip, q->h, q->plan, pd, r))
+            return NULL;
+        if (q->z)
+            q->bufs.y = q->z;
+        q->ops[n++] = (op){.kind = OP_FORWARD, .plan = q->plan, .mode = mode, .bufs = &q->bufs};
+        if (q->z && unfused_step(B, &q->ops[n++], u->act, q->z, b->residual, b->y, q->plan, pd, r))
+            return NULL;
+    } else {
+        /* what the unfused forward leaves for backward: h, and z with the residual added */
+        op once;
+        if (p->skip && (unfused_step(B, &once, u->add, b->x, b->skip, q->h, q->plan, pd, r) ||
+                        op_run(B, &once, r)))
+            return NULL;
+        if (act) {
+            clnorm_buffers f = {0};
+            f.x = q->bufs.x;
+            f.y = q->z;
+            f.gamma = b->gamma;
+            f.beta = b->beta;
+            once = (op){.kind = OP_FORWARD, .plan = q->plan, .mode = CLNORM_TRAINING, .bufs = &f};
+            if (op_run(B, &once, r) ||
+                (p->add && (unfused_step(B, &once, u->add, q->z, b->residual, q->z, q->plan, pd, r) ||
+                            op_run(B, &once, r))))
+                return NULL;
+            if (unfused_step(B, &q->ops[n++], u->act_grad, b->dy, q->z, q->dz, q->plan, pd, r))
+                return NULL;
+            q->bufs.dy = q->dz;
+        }
+        q->ops[n++] = (op){.kind = OP_BACKWARD, .plan = q->plan, .mode = mode, .bufs = &q->bufs};
+    }
+    for (int i = 0; i + 1 < n; ++i)
+        q->ops[i].next = &q->ops[i + 1];
+    return &q->ops[0];
+}
+
 /* ---- one problem ----------------------------------------------------------------------- */
 
 static void run_problem(bench *B, const problem *p, result *r)
@@ -511,9 +740,13 @@ static void run_problem(bench *B, const problem *p, result *r)
     int running = !backward && (d->kind == CLNORM_BATCH || d->kind == CLNORM_INSTANCE);
     int has_beta = d->kind != CLNORM_RMS; /* RMS norm is used without a bias */
     clnorm_mode mode = p->pass == PASS_INFERENCE ? CLNORM_INFERENCE : CLNORM_TRAINING;
+    int epi = p->skip || p->add || d->activation, act = d->activation != CLNORM_ACTIVATION_NONE;
     memset(r, 0, sizeof *r);
     r->status = ROW_ERROR;
     r->bytes = backward ? (double)bytes * 3 : (double)bytes + (double)ybytes; /* x's and y's own */
+    /* an epilogue's tensors: skip in and sum out (forward; backward reads sum, h, in place of
+     * x); forward's residual in; backward's residual in where act' needs z, and dresidual out */
+    r->bytes += (double)bytes * (backward ? p->add * (1 + act) : 2 * p->skip + p->add);
 
     if (bytes > B->ctx->info.max_alloc || (!backward && ybytes > B->ctx->info.max_alloc)) {
         /* before gigabytes of host data are made for it */
@@ -526,6 +759,11 @@ static void run_problem(bench *B, const problem *p, result *r)
     rng g = {SEED ^ (uint64_t)total, 0, 0};
     void *xs = random_tensor(d->dtype, total, &g);
     void *dys = backward ? random_tensor(d->dtype, total, &g) : NULL;
+    void *skips = p->skip ? random_tensor(d->dtype, total, &g) : NULL;
+    void *ress = p->add ? random_tensor(d->dtype, total, &g) : NULL;
+    double *skd = NULL, *rsd = NULL, *hd = NULL, *want_dr = NULL, *got_dr = NULL;
+    unfused_seq useq = {0};
+    const op *unfused = NULL;
     void *outs = malloc(ybytes > bytes ? ybytes : bytes ? bytes : 1);
     float *gamma = malloc(np * sizeof *gamma), *beta = malloc(np * sizeof *beta);
     float *rm = malloc(d->c * sizeof *rm), *rv = malloc(d->c * sizeof *rv);
@@ -535,8 +773,8 @@ static void run_problem(bench *B, const problem *p, result *r)
     clnorm_plan *plan = NULL;
     clnorm_buffers b = {0};
     clnorm_status s;
-    if (!xs || (backward && !dys) || !outs || !gamma || !beta || !rm || !rv || !dgamma ||
-        !dbeta) {
+    if (!xs || (backward && !dys) || (p->skip && !skips) || (p->add && !ress) || !outs ||
+        !gamma || !beta || !rm || !rv || !dgamma || !dbeta) {
         set_message(r, "out of host memory");
         goto done;
     }
@@ -564,6 +802,11 @@ static void run_problem(bench *B, const problem *p, result *r)
         !(b.gamma = make_buffer(B, gamma, np * sizeof *gamma, "gamma", r)) ||
         (has_beta && !(b.beta = make_buffer(B, beta, np * sizeof *beta, "beta", r))))
         goto done;
+    if ((p->skip && !(b.skip = make_buffer(B, skips, bytes, "skip", r))) ||
+        (p->skip && !(b.sum = make_buffer(B, NULL, bytes, "sum", r))) ||
+        (p->add && !(b.residual = make_buffer(B, ress, bytes, "residual", r))) ||
+        (p->add && backward && !(b.dresidual = make_buffer(B, NULL, bytes, "dresidual", r))))
+        goto done;
     if (running && (!(b.running_mean = make_buffer(B, rm, d->c * sizeof *rm, "running_mean", r)) ||
                     !(b.running_var = make_buffer(B, rv, d->c * sizeof *rv, "running_var", r))))
         goto done;
@@ -573,7 +816,7 @@ static void run_problem(bench *B, const problem *p, result *r)
          !(b.save_invstd = make_buffer(B, NULL, groups * sizeof(float), "save_invstd", r))))
         goto done;
 
-    op o = {backward ? OP_BACKWARD : OP_FORWARD, plan, mode, &b, 0, 0};
+    op o = {.kind = backward ? OP_BACKWARD : OP_FORWARD, .plan = plan, .mode = mode, .bufs = &b};
     if (!backward) {
         if (!(b.y = make_buffer(B, NULL, ybytes, "y", r)))
             goto done;
@@ -592,7 +835,10 @@ static void run_problem(bench *B, const problem *p, result *r)
         f.beta = b.beta;
         f.save_mean = b.save_mean;
         f.save_invstd = b.save_invstd;
-        op fo = {OP_FORWARD, plan, CLNORM_TRAINING, &f, 0, 0};
+        f.skip = b.skip;
+        f.sum = b.sum; /* h, which backward reads */
+        f.residual = b.residual;
+        op fo = {.kind = OP_FORWARD, .plan = plan, .mode = CLNORM_TRAINING, .bufs = &f};
         if ((s = op_run(B, &fo, r))) {
             if (s == CLNORM_ERROR_UNSUPPORTED)
                 r->status = ROW_UNSUPPORTED;
@@ -613,10 +859,14 @@ static void run_problem(bench *B, const problem *p, result *r)
         goto done;
     if (!(xd = to_double(d->dtype, xs, total)) ||
         !(got = to_double(backward ? d->dtype : yt, outs, total)) ||
-        !(want = malloc((total ? total : 1) * sizeof *want))) {
+        !(want = malloc((total ? total : 1) * sizeof *want)) ||
+        !(hd = malloc((total ? total : 1) * sizeof *hd)) ||
+        (p->skip && !(skd = to_double(d->dtype, skips, total))) ||
+        (p->add && !(rsd = to_double(d->dtype, ress, total)))) {
         set_message(r, "out of host memory");
         goto done;
     }
+    ref_epilogue re = {skd, rsd, d->activation, d->activation_alpha};
     if (!backward) {
         int use_running = running && mode == CLNORM_INFERENCE;
         ref_inputs in = {xd, gamma, has_beta ? beta : NULL, running ? rm : NULL,
@@ -626,11 +876,13 @@ static void run_problem(bench *B, const problem *p, result *r)
             goto done;
         }
         ref_outputs out = {want, NULL, NULL, NULL, NULL, NULL, NULL, scale};
-        if (ref_forward(d, mode, &in, &out) != 0) {
+        if (ref_epilogue_forward(d, mode, &in, &re, &out, hd, NULL) != 0) {
             set_message(r, "the reference refuses this problem (statistics over one element)");
             goto done;
         }
-        if (check_forward(d, use_running, rm, xd, got, want, scale, r)) {
+        for (size_t i = 0; act && i < total; ++i)
+            scale[i] *= 1.2; /* the activations' largest slope (leaky_relu's is 1) */
+        if (check_forward(d, use_running, rm, hd, got, want, scale, r)) {
             set_message(r, "out of host memory");
             goto done;
         }
@@ -644,21 +896,42 @@ static void run_problem(bench *B, const problem *p, result *r)
         }
         ref_inputs in = {xd, gamma, has_beta ? beta : NULL, NULL, NULL, dyd};
         ref_outputs out = {want, NULL, NULL, NULL, NULL, want_dg, want_db, NULL};
-        if (ref_backward(d, CLNORM_TRAINING, &in, &out) != 0) {
+        if (p->add && (!(want_dr = malloc(total * sizeof *want_dr)) ||
+                       !(got_dr = malloc(total * sizeof *got_dr)))) {
+            set_message(r, "out of host memory");
+            goto done;
+        }
+        if (p->skip) { /* backward reads h from sum, as forward stored it */
+            if (read_buffer(B, b.sum, outs, bytes, "sum", r))
+                goto done;
+            ref_load(d->dtype, outs, hd, total);
+            in.x = hd;
+            re.skip = NULL;
+        }
+        if (ref_epilogue_backward(d, CLNORM_TRAINING, &in, &re, &out, want_dr) != 0) {
             set_message(r, "the reference refuses this problem (statistics over one element)");
             goto done;
         }
         /* dx is stored in the dtype: its rounding, u per element, bounds the achievable error;
-         * dgamma and dbeta are float whatever the dtype. */
-        double dx_tol = fmax(GRAD_TOL, 4 * ref_unit_roundoff(d->dtype));
+         * dgamma and dbeta are float whatever the dtype, but sum dy*act'(z), which the passes
+         * read back in the dtype. */
+        double u = ref_unit_roundoff(d->dtype);
+        double dx_tol = fmax(GRAD_TOL, 4 * u), p_tol = act ? dx_tol : GRAD_TOL;
         double e_dx = relative_l2(got, want, total, &r->max_err);
         double e_dg = relative_l2(got_dg, want_dg, np, NULL);
         double e_db = has_beta ? relative_l2(got_db, want_db, np, NULL) : 0;
-        r->err_tol = fmax(e_dx / dx_tol, fmax(e_dg, e_db) / GRAD_TOL);
+        double e_dr = 0;
+        if (p->add) {
+            if (read_buffer(B, b.dresidual, outs, bytes, "dresidual", r))
+                goto done;
+            ref_load(d->dtype, outs, got_dr, total);
+            e_dr = relative_l2(got_dr, want_dr, total, NULL);
+        }
+        r->err_tol = fmax(fmax(e_dx, e_dr) / dx_tol, fmax(e_dg, e_db) / p_tol);
         if (isnan(r->err_tol))
             r->err_tol = INFINITY;
-        set_message(r, "relative L2 error: dx %.3g (tolerance %.3g), dgamma %.3g, dbeta %.3g "
-                    "(tolerance %.3g)", e_dx, dx_tol, e_dg, e_db, GRAD_TOL);
+        set_message(r, "relative L2 error: dx %.3g, dresidual %.3g (tolerance %.3g), dgamma %.3g, "
+                    "dbeta %.3g (tolerance %.3g)", e_dx, e_dr, dx_tol, e_dg, e_db, p_tol);
     }
     /* The reference's copies are large; the timing needs none of them. */
     free(xd);
@@ -668,15 +941,25 @@ static void run_problem(bench *B, const problem *p, result *r)
     free(scale);
     xd = dyd = got = want = scale = NULL;
 
+    free(hd);
+    hd = NULL;
+
+    /* An epilogue is timed against its unfused sequence too (y stored as x only). */
+    if (epi && !d->y_dtype && !(unfused = unfused_make(B, p, &b, mode, &useq, r)))
+        goto done;
     r->repeats = B->repeat;
-    if (time_against_copy(B, &o, r->bytes, &r->repeats, &r->ms, &r->copy_ms, &r->stream_ms, r))
+    if (time_against_copy(B, &o, unfused, r->bytes, &r->repeats, &r->ms, &r->copy_ms,
+                          &r->stream_ms, &r->unfused_ms, r))
         goto done;
     r->status = r->err_tol <= 1.0 ? ROW_OK : ROW_FAIL;
 done:
+    unfused_free(&useq);
     release_buffers(&b);
     clnorm_plan_release(plan);
-    void *heap[] = {xs, dys, outs, gamma, beta,  rm,      rv,      dgamma, dbeta,
-                    xd, dyd, got,  want,  scale, want_dg, want_db, got_dg, got_db};
+    void *heap[] = {xs,     dys,     outs,  gamma, beta,    rm,      rv,      dgamma,
+                    dbeta,  xd,      dyd,   got,   want,    scale,   want_dg, want_db,
+                    got_dg, got_db,  skips, ress,  skd,     rsd,     hd,      want_dr,
+                    got_dr};
     for (size_t i = 0; i < COUNT(heap); ++i)
         free(heap[i]);
 }
@@ -728,6 +1011,8 @@ static void print_json(const bench *B, const problem *p, const result *r)
     json_number("stream_copy_gbps", r->bytes / (r->stream_ms * 1e6), timed);
     json_number("sol_stream", r->stream_ms / r->ms, timed);
     printf(",\"hot\":%s", B->hot ? "true" : "false");
+    json_number("unfused_ms", r->unfused_ms, timed && r->unfused_ms > 0);
+    json_number("unfused_sol", r->copy_ms / r->unfused_ms, timed && r->unfused_ms > 0);
     json_number("max_err", r->max_err, timed);
     json_number("err_tol", r->err_tol, timed);
     printf(",\"repeats\":%d,\"bytes\":%.0f,\"status\":\"%s\"", r->repeats, r->bytes,
@@ -750,8 +1035,10 @@ static void print_header(const bench *B, int width)
     else
         printf("ms: median of %d calls (down to %d for slow problems)", DEFAULT_REPEAT,
                MIN_AUTO_REPEAT);
-    printf(", enqueue to clFinish, %s; SOL = copy time of the same bytes / time,\n"
-           "SOL-nt the same for a copy with non-temporal stores\n\n",
+    printf(", enqueue to clFinish, %s; SOL = copy time of the same bytes / time, SOL-nt\n"
+           "the same for a copy with non-temporal stores; epilogues also time their unfused\n"
+           "sequence (elementwise kernels around the plain normalization), alternating with the\n"
+           "fused call and the copies\n\n",
            B->hot ? "hot (each after an untimed call of the same)" : "cold");
     printf("%-*s  %-5s %9s %8s %9s %6s %6s %10s %8s\n", width, "problem", "dtype", "ms", "GB/s",
            "copy GB/s", "SOL", "SOL-nt", "max_err", "err/tol");
@@ -766,10 +1053,13 @@ static void print_row(const problem *p, const result *r, int width)
         puts(r->status == ROW_UNSUPPORTED ? "unsupported" : "error");
         return;
     }
-    printf("%9.3f %8.2f %9.2f %6.2f %6.2f %10.2e %8.2f%s\n", r->ms, r->bytes / (r->ms * 1e6),
+    printf("%9.3f %8.2f %9.2f %6.2f %6.2f %10.2e %8.2f", r->ms, r->bytes / (r->ms * 1e6),
            r->bytes / (r->copy_ms * 1e6), r->copy_ms / r->ms, r->stream_ms / r->ms, r->max_err,
-           r->err_tol,
-           r->status == ROW_FAIL ? "  FAIL" : "");
+           r->err_tol);
+    if (r->unfused_ms > 0)
+        printf("  unfused %.3f ms, SOL %.2f: fused %.2fx faster", r->unfused_ms,
+               r->copy_ms / r->unfused_ms, r->unfused_ms / r->ms);
+    puts(r->status == ROW_FAIL ? "  FAIL" : "");
 }
 
 static void progress(const bench *B, int i, int count, const problem *p)
@@ -1035,6 +1325,7 @@ int main(int argc, char **argv)
                 nargs, failed, errors, unsupported);
     clReleaseKernel(B.copy);
     clReleaseKernel(B.copy_stream);
+    unfused_release(&B);
     clnorm_context_release(B.ctx);
     free(problems);
     free(args);

@@ -77,8 +77,11 @@ static int build_all(unsigned p, unsigned d)
     for (int dt = 0; dt < 3; ++dt)
         for (int k = 0; k < 5; ++k)
             for (int layout = 0; layout < 2; ++layout) {
-                clnorm_desc desc = {(clnorm_kind)k, (clnorm_layout)layout, (clnorm_dtype)dt,
-                                    1, 4, 4, 2, 1e-5f, 0.1f, CLNORM_Y_AS_X};
+                clnorm_desc desc = {
+                    .kind = (clnorm_kind)k, .layout = (clnorm_layout)layout,
+                    .dtype = (clnorm_dtype)dt, .n = 1, .c = 4, .d = 4, .groups = 2, .eps = 1e-5f,
+                    .momentum = 0.1f, .y_dtype = CLNORM_Y_AS_X
+                };
                 unsigned long compiled = ctx->compiled, loaded = ctx->loaded;
                 double t0 = now();
                 clnorm_plan *plan = NULL;

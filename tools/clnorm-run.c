@@ -5,17 +5,21 @@
  *
  *   clnorm-run --kind batch|layer|instance|group|rms --layout nchw|nhwc --dtype f32|f16|bf16
  *              --mode training|inference --n N --c C --d D [--groups G] [--eps E]
- *              [--momentum M] [--device SPEC] --dir DIR [--backward]
+ *              [--momentum M] [--activation NAME] [--alpha A] [--device SPEC] --dir DIR
+ *              [--backward]
  *
  * Inputs, read from DIR when present (raw little-endian float32, element order of the layout):
  *   x.f32, dy.f32 (backward), gamma.f32, beta.f32, running_mean.f32, running_var.f32,
- *   save_mean.f32 and save_invstd.f32 (backward only: passed when both exist).
- * x and dy are converted to the storage type here (f16: IEEE half, bf16: the top 16 bits of
- * the float, both rounding to nearest even), and the values the device sees are written back
- * as x_stored.f32 and dy_stored.f32.
+ *   save_mean.f32 and save_invstd.f32 (backward only: passed when both exist), and a fused
+ *   epilogue's skip.f32 and residual.f32 (--activation: none, relu, leaky_relu, silu, gelu,
+ *   gelu_tanh; --alpha: leaky_relu's slope).
+ * x, dy, skip and residual are converted to the storage type here (f16: IEEE half, bf16: the
+ * top 16 bits of the float, both rounding to nearest even), and the values the device sees are
+ * written back as x_stored.f32, dy_stored.f32, skip_stored.f32 and residual_stored.f32.
  * Outputs, as float32: forward y.f32, out_save_mean.f32, out_save_invstd.f32 and, when running
  * statistics were given, running_mean_out.f32 and running_var_out.f32; backward dx.f32,
- * dgamma.f32 and dbeta.f32 (dbeta only when beta.f32 exists or the kind is not RMS).
+ * dgamma.f32 and dbeta.f32 (dbeta only when beta.f32 exists or the kind is not RMS); with skip,
+ * forward's sum.f32 (h = x + skip); with residual, backward's dresidual.f32.
  *
  * Exit status: 0 on success, 1 when clnorm returns an error (its status string and last error
  * on stderr), 2 on a usage or file error.
@@ -34,8 +38,8 @@ static void usage(void)
     fprintf(stderr,
             "usage: clnorm-run --kind batch|layer|instance|group|rms --layout nchw|nhwc\n"
             "                  --dtype f32|f16|bf16 --mode training|inference --n N --c C --d D\n"
-            "                  [--groups G] [--eps E] [--momentum M] [--device SPEC]\n"
-            "                  --dir DIR [--backward]\n");
+            "                  [--groups G] [--eps E] [--momentum M] [--activation NAME]\n"
+            "                  [--alpha A] [--device SPEC] --dir DIR [--backward]\n");
     exit(2);
 }
 
@@ -294,6 +298,8 @@ int main(int argc, char **argv)
     static const char *const layouts[] = {"nchw", "nhwc"};
     static const char *const dtypes[] = {"f32", "f16", "bf16"};
     static const char *const modes[] = {"training", "inference"};
+    static const char *const activations[] = {"none", "relu", "leaky_relu",
+                                              "silu", "gelu", "gelu_tanh"};
     clnorm_desc desc = {.eps = 1e-5f, .momentum = 0.1f};
     int kind = -1, layout = -1, dtype = -1, mode = -1, backward = 0, have_n = 0, have_c = 0,
         have_d = 0;
@@ -330,6 +336,10 @@ int main(int argc, char **argv)
             desc.eps = parse_float(v);
         else if (strcmp(a, "--momentum") == 0)
             desc.momentum = parse_float(v);
+        else if (strcmp(a, "--activation") == 0)
+            desc.activation = (clnorm_activation)pick(v, activations, 6);
+        else if (strcmp(a, "--alpha") == 0)
+            desc.activation_alpha = parse_float(v);
         else if (strcmp(a, "--device") == 0)
             device = v;
         else if (strcmp(a, "--dir") == 0)
@@ -367,6 +377,8 @@ int main(int argc, char **argv)
     float *rvar = read_floats(dir, "running_var.f32", desc.c);
     float *smean = backward ? read_floats(dir, "save_mean.f32", nstats) : NULL;
     float *sinv = backward ? read_floats(dir, "save_invstd.f32", nstats) : NULL;
+    float *skip = read_floats(dir, "skip.f32", total);
+    float *res = read_floats(dir, "residual.f32", total);
 
     void *xs = to_storage(desc.dtype, x, total);
     write_floats(dir, "x_stored.f32", x, total);
@@ -374,6 +386,15 @@ int main(int argc, char **argv)
     if (dy) {
         dys = to_storage(desc.dtype, dy, total);
         write_floats(dir, "dy_stored.f32", dy, total);
+    }
+    void *skips = NULL, *ress = NULL;
+    if (skip) {
+        skips = to_storage(desc.dtype, skip, total);
+        write_floats(dir, "skip_stored.f32", skip, total);
+    }
+    if (res) {
+        ress = to_storage(desc.dtype, res, total);
+        write_floats(dir, "residual_stored.f32", res, total);
     }
 
     clnorm_context *ctx = NULL;
@@ -411,18 +432,26 @@ int main(int argc, char **argv)
         b.running_mean = float_buffer(rmean, desc.c);
     if (rvar)
         b.running_var = float_buffer(rvar, desc.c);
+    if (skips)
+        b.skip = buffer(skips, total * es);
+    if (ress)
+        b.residual = buffer(ress, total * es);
 
     cl_event done = NULL;
     if (!backward) {
         b.y = buffer(NULL, total * es);
         b.save_mean = buffer(NULL, nstats * sizeof(float));
         b.save_invstd = buffer(NULL, nstats * sizeof(float));
+        if (skips)
+            b.sum = buffer(NULL, total * es);
         st = clnorm_forward(plan, cmode, &b, 0, NULL, &done);
     } else {
         b.dy = buffer(dys, total * es);
         b.dx = buffer(NULL, total * es);
         b.dgamma = buffer(NULL, nparams * sizeof(float));
         b.dbeta = buffer(NULL, nparams * sizeof(float));
+        if (ress)
+            b.dresidual = buffer(NULL, total * es);
         if (smean && sinv) {
             b.save_mean = float_buffer(smean, nstats);
             b.save_invstd = float_buffer(sinv, nstats);
@@ -450,20 +479,26 @@ int main(int argc, char **argv)
             save_float_buffer(dir, "running_mean_out.f32", b.running_mean, desc.c);
         if (rvar)
             save_float_buffer(dir, "running_var_out.f32", b.running_var, desc.c);
+        if (b.sum)
+            save_tensor(dir, "sum.f32", b.sum, desc.dtype, total);
     } else {
         save_tensor(dir, "dx.f32", b.dx, desc.dtype, total);
         save_float_buffer(dir, "dgamma.f32", b.dgamma, nparams);
         save_float_buffer(dir, "dbeta.f32", b.dbeta, nparams);
+        if (b.dresidual)
+            save_tensor(dir, "dresidual.f32", b.dresidual, desc.dtype, total);
     }
 
-    cl_mem mems[] = {b.x, b.y, b.dy, b.dx, b.gamma, b.beta, b.dgamma, b.dbeta,
-                     b.running_mean, b.running_var, b.save_mean, b.save_invstd};
+    cl_mem mems[] = {b.x,      b.y,          b.dy,           b.dx,          b.gamma,
+                     b.beta,   b.dgamma,     b.dbeta,        b.running_mean, b.running_var,
+                     b.save_mean, b.save_invstd, b.skip,     b.sum,         b.residual,
+                     b.dresidual};
     for (size_t i = 0; i < sizeof mems / sizeof mems[0]; ++i)
         if (mems[i])
             clReleaseMemObject(mems[i]);
     clnorm_plan_release(plan);
     clnorm_context_release(ctx);
     free(x), free(dy), free(gamma), free(beta), free(rmean), free(rvar), free(smean), free(sinv);
-    free(xs), free(dys);
+    free(xs), free(dys), free(skip), free(res), free(skips), free(ress);
     return 0;
 }

@@ -1,7 +1,10 @@
 /*
- * The PROBLEM syntax clnorm-bench and clnorm-compile share: kind:pass:layout:NxCxD[/G][:T[-Y]],
- * T the storage of x (else --dtype's), Y that of y when it differs (u8 and u16 for pixels:
- * batch:forward-inference:nhwc:1x3x2073600:u8-f32).
+ * The PROBLEM syntax clnorm-bench and clnorm-compile share:
+ * kind:pass:layout:NxCxD[/G][:T[-Y]][:EPILOGUE], T the storage of x (else --dtype's), Y that of
+ * y when it differs (u8 and u16 for pixels: batch:forward-inference:nhwc:1x3x2073600:u8-f32),
+ * EPILOGUE a fused epilogue (DESIGN.md section 11) of '-'-joined parts: skip (h = x + skip
+ * normalized, sum written), add (a residual added after), and at most one activation (relu,
+ * leaky_relu (slope 0.01), silu, gelu, gelu_tanh): batch:forward-training:nchw:32x64x3136:add-relu.
  */
 #ifndef CLNORM_TOOLS_PROBLEM_H
 #define CLNORM_TOOLS_PROBLEM_H
@@ -20,12 +23,17 @@
 #endif
 
 static const char *const dtype_names[] = {"f32", "f16", "bf16", "u8", "u16"};
+/* clnorm_activation's values, as the EPILOGUE field names them ("none" is never written) */
+static const char *const activation_names[] = {"none", "relu", "leaky_relu",
+                                               "silu", "gelu", "gelu_tanh"};
+#define LEAKY_SLOPE 0.01f
 
 typedef enum bench_pass { PASS_TRAINING, PASS_INFERENCE, PASS_BACKWARD } bench_pass;
 
 typedef struct problem {
-    clnorm_desc desc;
+    clnorm_desc desc; /* the activation in desc.activation */
     bench_pass pass;
+    int skip, add; /* the epilogue's tensors: skip (and sum), residual */
 } problem;
 
 static inline int lookup(const char *name, const char *const *names, size_t count)
@@ -36,7 +44,34 @@ static inline int lookup(const char *name, const char *const *names, size_t coun
     return -1;
 }
 
-/* Parses kind:pass:layout:NxCxD[/G]; on failure writes why into err. */
+/* Parses an EPILOGUE field (in place) into p; on failure writes why into err. */
+static inline int parse_epilogue(char *text, problem *p, char *err, size_t err_size)
+{
+    for (char *part = text; part;) {
+        char *dash = strchr(part, '-');
+        if (dash)
+            *dash++ = '\0';
+        int act = lookup(part, activation_names, COUNT(activation_names));
+        if (strcmp(part, "skip") == 0 && !p->skip) {
+            p->skip = 1;
+        } else if (strcmp(part, "add") == 0 && !p->add) {
+            p->add = 1;
+        } else if (act > 0 && !p->desc.activation) {
+            p->desc.activation = (clnorm_activation)act;
+            p->desc.activation_alpha = act == CLNORM_ACTIVATION_LEAKY_RELU ? LEAKY_SLOPE : 0.0f;
+        } else {
+            snprintf(err, err_size,
+                     "bad epilogue part '%s' (skip, add and one of relu, leaky_relu, silu, gelu, "
+                     "gelu_tanh, each once, joined by '-')",
+                     part);
+            return -1;
+        }
+        part = dash;
+    }
+    return 0;
+}
+
+/* Parses kind:pass:layout:NxCxD[/G][:T[-Y]][:EPILOGUE]; on failure writes why into err. */
 static inline int parse_problem(const char *text, clnorm_dtype dtype, problem *out, char *err,
                          size_t err_size)
 {
@@ -74,11 +109,27 @@ static inline int parse_problem(const char *text, clnorm_dtype dtype, problem *o
         snprintf(err, err_size, "unknown layout '%s' (nchw, nhwc)", field[2]);
         return -1;
     }
-    /* an optional storage field after the shape */
+    /* an optional storage field after the shape, and an optional epilogue after that */
     clnorm_y_dtype y_dtype = CLNORM_Y_AS_X;
-    char *storage = strchr(field[3], ':');
+    char *storage = strchr(field[3], ':'), *epilogue = NULL;
     if (storage) {
         *storage++ = '\0';
+        epilogue = strchr(storage, ':');
+        if (epilogue) {
+            *epilogue++ = '\0';
+        } else {
+            /* one field: the storage if it starts with a storage name, else the epilogue */
+            size_t len = strcspn(storage, "-");
+            int named = 0;
+            for (size_t t = 0; t < COUNT(dtype_names); ++t)
+                named |= strlen(dtype_names[t]) == len && !strncmp(storage, dtype_names[t], len);
+            if (!named) {
+                epilogue = storage;
+                storage = NULL;
+            }
+        }
+    }
+    if (storage) {
         char *dash = strchr(storage, '-');
         if (dash)
             *dash++ = '\0';
@@ -117,10 +168,12 @@ static inline int parse_problem(const char *text, clnorm_dtype dtype, problem *o
         return -1;
     }
     memset(out, 0, sizeof *out);
-    out->desc = (clnorm_desc){(clnorm_kind)kind, (clnorm_layout)layout, dtype, n, c, d, groups,
-                              EPS, MOMENTUM, y_dtype};
+    out->desc = (clnorm_desc){
+        .kind = (clnorm_kind)kind, .layout = (clnorm_layout)layout, .dtype = dtype, .n = n, .c = c,
+        .d = d, .groups = groups, .eps = EPS, .momentum = MOMENTUM, .y_dtype = y_dtype
+    };
     out->pass = (bench_pass)pass;
-    return 0;
+    return epilogue ? parse_epilogue(epilogue, out, err, err_size) : 0;
 }
 
 static inline const char *problem_name(const problem *p, char *buf, size_t size)
@@ -132,8 +185,16 @@ static inline const char *problem_name(const problem *p, char *buf, size_t size)
         len += snprintf(buf + len, size - (size_t)len, "/%zu", d->groups);
     /* integer storage, or a y stored otherwise than x: named in the problem */
     if ((d->dtype >= CLNORM_U8 || d->y_dtype) && len > 0 && (size_t)len < size)
-        snprintf(buf + len, size - (size_t)len, ":%s%s%s", dtype_names[d->dtype],
-                 d->y_dtype ? "-" : "", d->y_dtype ? dtype_names[d->y_dtype - 1] : "");
+        len += snprintf(buf + len, size - (size_t)len, ":%s%s%s", dtype_names[d->dtype],
+                        d->y_dtype ? "-" : "", d->y_dtype ? dtype_names[d->y_dtype - 1] : "");
+    /* the epilogue, in the order the syntax lists its parts */
+    const char *parts[] = {p->skip ? "skip" : NULL, p->add ? "add" : NULL,
+                           d->activation ? activation_names[d->activation] : NULL};
+    for (size_t i = 0, first = 1; i < COUNT(parts) && len > 0 && (size_t)len < size; ++i)
+        if (parts[i]) {
+            len += snprintf(buf + len, size - (size_t)len, "%s%s", first ? ":" : "-", parts[i]);
+            first = 0;
+        }
     return buf;
 }
 

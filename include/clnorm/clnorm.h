@@ -95,6 +95,20 @@ typedef enum clnorm_y_dtype {
 
 typedef enum clnorm_mode { CLNORM_TRAINING, CLNORM_INFERENCE } clnorm_mode;
 
+/*
+ * Since 0.3: the activation of a fused epilogue, y = act(z) with z = gamma*hhat + beta +
+ * residual (see clnorm_buffers.skip). GELU is the erf form; GELU_TANH PyTorch's
+ * approximate='tanh'. Derivatives follow PyTorch: RELU'(0) = 0, LEAKY_RELU'(0) = alpha.
+ */
+typedef enum clnorm_activation {
+    CLNORM_ACTIVATION_NONE,
+    CLNORM_ACTIVATION_RELU,
+    CLNORM_ACTIVATION_LEAKY_RELU, /* z < 0: activation_alpha * z */
+    CLNORM_ACTIVATION_SILU,       /* z * sigmoid(z) */
+    CLNORM_ACTIVATION_GELU,       /* z * Phi(z) */
+    CLNORM_ACTIVATION_GELU_TANH   /* 0.5 z (1 + tanh(sqrt(2/pi) (z + 0.044715 z^3))) */
+} clnorm_activation;
+
 typedef struct clnorm_desc {
     clnorm_kind kind;
     clnorm_layout layout;
@@ -108,6 +122,10 @@ typedef struct clnorm_desc {
      * y's storage, when it is not x's: bufs.y may then not be bufs.x, and clnorm_backward
      * returns CLNORM_ERROR_UNSUPPORTED (forward only). */
     clnorm_y_dtype y_dtype;
+    /* Since 0.3; zero keeps the 0.2 behaviour. The epilogue's activation, and its slope for
+     * negative inputs (LEAKY_RELU; finite, whatever the activation). */
+    clnorm_activation activation;
+    float activation_alpha;
 } clnorm_desc;
 
 typedef struct clnorm_buffers { /* every tensor role, named once; unused ones stay NULL */
@@ -115,6 +133,21 @@ typedef struct clnorm_buffers { /* every tensor role, named once; unused ones st
     cl_mem gamma, beta, dgamma, dbeta;
     cl_mem running_mean, running_var;
     cl_mem save_mean, save_invstd;
+    /*
+     * Since 0.3: the fused epilogue. Each has x's shape, layout and storage (floating-point x
+     * only: with u8/u16 x they are CLNORM_ERROR_UNSUPPORTED; the activation works there).
+     * Forward: h = x + skip is normalized (x alone when skip is NULL), its statistics are the
+     * saved and running ones, z = gamma*hhat + beta + residual, y = act(z), and sum (only with
+     * skip) receives h. sum may be x or skip; y may be x.
+     * Backward takes forward's x, skip, gamma, beta, residual (and save_*) and recomputes h and
+     * z: dx is dh (also skip's gradient), dresidual = dy*act'(z) (dy without an activation).
+     * Given to backward (with skip), sum is read as h in place of x + skip: one tensor less
+     * to read, h rounded to x's storage as forward stored it.
+     */
+    cl_mem skip;      /* added before normalizing */
+    cl_mem sum;       /* forward output with skip: h, the residual stream */
+    cl_mem residual;  /* added after: y = act(gamma*hhat + beta + residual) */
+    cl_mem dresidual; /* backward output: the gradient of residual */
 } clnorm_buffers;
 
 typedef struct clnorm_context clnorm_context; /* device, queue, compiled programs, last error */
@@ -174,7 +207,9 @@ CLNORM_API size_t clnorm_plan_stats_count(const clnorm_plan *plan); /* C, N, N*C
  *             dgamma/dbeta 8 bytes per C*D element per 512 samples, none when n <= 512; CPU
  *             plans whose samples fit in cache add 8 bytes per C*D element for each of at
  *             most 8 work-items per compute unit. A backward that recomputes the statistics
- *             (no save_*) or uses running ones also allocates forward's.
+ *             (no save_*) or uses running ones also allocates forward's; one with an
+ *             activation and no bufs.dresidual adds a tensor of x's size (dy*act'(z)), not
+ *             counted in CLNORM_SCRATCH_BACKWARD.
  * A pass whose scratch exceeds the device's largest allocation gives
  * CLNORM_ERROR_UNSUPPORTED, or over its memory CLNORM_ERROR_OUT_OF_MEMORY, with the sizes in
  * last_error; nothing is written. Plan creation never fails for scratch.
@@ -244,6 +279,9 @@ CLNORM_API clnorm_status clnorm_backward(clnorm_plan *plan, clnorm_mode mode,
  *       and GROUP, dgamma and dbeta come from the sums (BATCH: the merged sums themselves);
  *       for LAYER and RMS, whose parameters are per element, they are this part's own sums.
  *
+ * Epilogues: clnorm_forward_with_moments applies residual and activation as clnorm_forward
+ * does, but takes no skip or sum (the moments are x's); the split backward takes no epilogue
+ * (CLNORM_ERROR_UNSUPPORTED; clnorm_backward does).
  * Merged moments of count 0 or 1 give NaN variances (save_invstd, running_var): a layer
  * refuses them before (clnorm_mpi does).
  * Results are the same bits whenever the same inputs meet in the same order. A part with n = 0

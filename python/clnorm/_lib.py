@@ -128,6 +128,8 @@ class Desc(ctypes.Structure):
         ("eps", ctypes.c_float),
         ("momentum", ctypes.c_float),
         ("y_dtype", ctypes.c_int),  # 0: y stored as x
+        ("activation", ctypes.c_int),  # since 0.3: clnorm_activation, 0: none
+        ("activation_alpha", ctypes.c_float),
     ]
 
 
@@ -136,6 +138,7 @@ BUFFER_ROLES = (
     "gamma", "beta", "dgamma", "dbeta",
     "running_mean", "running_var",
     "save_mean", "save_invstd",
+    "skip", "sum", "residual", "dresidual",  # since 0.3: the fused epilogue
 )
 
 

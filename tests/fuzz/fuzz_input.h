@@ -26,6 +26,9 @@ enum {
     FZ_WAIT_ENTRY,         /* 4 bytes, % 8: FZ_E_* (entry i uses byte i % 4) */
     FZ_SEED = FZ_WAIT_ENTRY + 4, /* 8 bytes, little-endian: the data's random seed */
     FZ_FILL = FZ_SEED + 8,       /* bits 0-1 offset, 2-3 spread, 4 signed gamma, 5-7 pattern */
+    /* since 0.3 (inputs without it read 0: no activation): bits 0-2 % 8 < 7: activation % 6,
+     * else unknown; bits 3-5: index into fz_alpha (the last two are not finite) */
+    FZ_ACTIVATION,
     FZ_INPUT_SIZE
 };
 
