@@ -681,7 +681,7 @@ clnorm_status clnorm_backward_sums(clnorm_plan *plan, clnorm_mode mode,
     if ((s = check_storage(plan)) ||
         (s = check_backward(plan, mode, bufs, SUMS, &out, &src)))
         return s;
-    size_t bytes = clnorm_plan_sums_count(plan) * CLNORM_SUMS_FLOATS * sizeof(float);
+    size_t bytes = out.bytes;
     clnorm_chain chain;
     pthread_mutex_lock(&plan->lock);
     if (plan->elements > 0 && (s = backward_kernels(plan))) {

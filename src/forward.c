@@ -297,11 +297,11 @@ clnorm_status clnorm_moments(clnorm_plan *plan, cl_mem x, cl_mem moments, cl_uin
     if (s)
         return s;
     size_t bytes = plan->elements * clnorm_dtype_size(plan->desc.dtype);
-    size_t mbytes = plan->stats_count * CLNORM_MOMENTS_FLOATS * sizeof(float);
     clnorm_role roles[] = {
         {"x", x, bytes, plan->elements > 0, CLNORM_READS, NULL},
-        {"moments", moments, mbytes, 1, CLNORM_WRITES, NULL},
+        moments_role(plan, moments, CLNORM_WRITES),
     };
+    size_t mbytes = roles[1].bytes;
     if ((s = clnorm_roles_check(plan->ctx, roles, 2)))
         return s;
     clnorm_buffers b = {0};
@@ -339,19 +339,17 @@ clnorm_status clnorm_forward_with_moments(clnorm_plan *plan, clnorm_mode mode, c
     clnorm_chain chain;
     pthread_mutex_lock(&plan->lock);
     clnorm_plan *k = plan; /* whose kernels and scratch run the passes */
-    if (per_channel)
-        s = clnorm_plan_zero_batch(plan, &k);
-    if (!s)
-        clnorm_chain_begin(&chain, plan, num_wait, wait);
-    else
-        chain.plan = NULL;
-    if (!s && (plan->elements > 0 || per_channel) && !(s = clnorm_plan_forward_scratch(k))) {
+    if (per_channel && (s = clnorm_plan_zero_batch(plan, &k))) {
+        pthread_mutex_unlock(&plan->lock);
+        return s;
+    }
+    clnorm_chain_begin(&chain, plan, num_wait, wait);
+    if ((plan->elements > 0 || per_channel) && !(s = clnorm_plan_forward_scratch(k))) {
         s = enqueue_finalize(k, &chain, mode, bufs, 1, 1, 1, 1, moments, NULL);
         if (!s && plan->elements > 0)
             s = enqueue_apply(plan, &chain, bufs, 0);
     }
-    if (chain.plan)
-        s = clnorm_chain_end(&chain, s, done);
+    s = clnorm_chain_end(&chain, s, done);
     pthread_mutex_unlock(&plan->lock);
     return s;
 }

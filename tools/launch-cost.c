@@ -30,6 +30,17 @@ static void die(const char *what, const char *detail)
     exit(1);
 }
 
+static double median5(double *v) /* sorts v */
+{
+    for (int i = 1; i < 5; ++i)
+        for (int j = i; j > 0 && v[j] < v[j - 1]; --j) {
+            double t = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = t;
+        }
+    return v[2];
+}
+
 /* Median over 5 rounds of (enqueue time, total time) per call, in microseconds. */
 typedef void (*enqueue_fn)(void *user);
 
@@ -48,20 +59,8 @@ static void measure(enqueue_fn fn, void *user, cl_command_queue q, double *host_
         host[round] = (t1 - t0) / CALLS * 1e6;
         total[round] = (t2 - t0) / CALLS * 1e6;
     }
-    for (int i = 0; i < 5; ++i) /* insertion sort of five */
-        for (int j = i; j > 0 && host[j] < host[j - 1]; --j) {
-            double t = host[j];
-            host[j] = host[j - 1];
-            host[j - 1] = t;
-        }
-    for (int i = 0; i < 5; ++i)
-        for (int j = i; j > 0 && total[j] < total[j - 1]; --j) {
-            double t = total[j];
-            total[j] = total[j - 1];
-            total[j - 1] = t;
-        }
-    *host_us = host[2];
-    *total_us = total[2];
+    *host_us = median5(host);
+    *total_us = median5(total);
 }
 
 typedef struct bare {

@@ -131,60 +131,66 @@ static clnorm_status agree(clnorm_plan *plan, MPI_Comm comm, int size, int rank,
  * says so there instead of missing the second. */
 typedef struct exchange {
     size_t count;         /* floats per rank */
-    float *mine, *sets;   /* this rank's floats; every rank's, in rank order */
-    unsigned char *send, *all; /* records of a status, a message and count floats */
+    float *sets;          /* every rank's floats, in rank order; then the merged ones */
+    unsigned char *send, *all; /* records: a part_head, then count floats */
     record *records;      /* the first exchange's */
 } exchange;
 
-/* The second exchange's record: a status, why it failed, then the floats. */
-#define HEAD 208
+/* The head of a second exchange's record: its status, and why it failed. */
+typedef struct part_head {
+    int32_t status, pad;
+    char message[200];
+} part_head;
+#define HEAD sizeof(part_head)
+
+/* This rank's floats: in its record, after the head (a multiple of 4 bytes in). */
+static float *mine(exchange *x) { return (float *)(void *)(x->send + HEAD); }
 
 static int exchange_alloc(exchange *x, size_t count, int size)
 {
     size_t bytes = HEAD + count * sizeof(float);
     x->count = count;
-    x->mine = malloc(count * sizeof(float) + 1);
     x->sets = malloc(count * (size_t)size * sizeof(float) + 1);
     x->send = malloc(bytes);
     x->all = malloc(bytes * (size_t)size);
-    return x->mine && x->sets && x->send && x->all;
+    return x->sets && x->send && x->all;
 }
 
 static void exchange_free(exchange *x)
 {
-    free(x->mine);
     free(x->sets);
     free(x->send);
     free(x->all);
     free(x->records);
 }
 
-/* The second exchange: this rank's floats (x->mine, unless local failed), gathered from every
+/* The second exchange: this rank's floats (mine(x), unless local failed), gathered from every
  * rank in rank order into x->sets. */
 static clnorm_status gather(clnorm_context *ctx, MPI_Comm comm, int size, clnorm_status local,
                             exchange *x)
 {
     size_t bytes = HEAD + x->count * sizeof(float);
-    int32_t status = (int32_t)local;
-    memset(x->send, 0, bytes);
-    memcpy(x->send, &status, sizeof status);
-    if (local)
-        snprintf((char *)x->send + 8, HEAD - 8, "%s", clnorm_context_last_error(ctx));
-    else
-        memcpy(x->send + HEAD, x->mine, x->count * sizeof(float));
+    part_head head;
+    memset(&head, 0, sizeof head);
+    head.status = (int32_t)local;
+    if (local) { /* no floats to send, and no unread bytes either */
+        snprintf(head.message, sizeof head.message, "%s", clnorm_context_last_error(ctx));
+        memset(mine(x), 0, x->count * sizeof(float));
+    }
+    memcpy(x->send, &head, sizeof head);
     if (MPI_Allgather(x->send, (int)bytes, MPI_BYTE, x->all, (int)bytes, MPI_BYTE, comm) !=
         MPI_SUCCESS)
         return local ? local : fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT, "comm: MPI_Allgather failed");
     for (int r = 0; r < size; ++r) {
         const unsigned char *theirs = x->all + (size_t)r * bytes;
-        int32_t st;
-        memcpy(&st, theirs, sizeof st);
-        if (st)
+        part_head th;
+        memcpy(&th, theirs, sizeof th);
+        if (th.status)
             return local ? local
                          : fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT,
                                 "comm: rank %d could not compute its part: %s: %.*s", r,
-                                clnorm_status_string((clnorm_status)st), HEAD - 8,
-                                (const char *)theirs + 8);
+                                clnorm_status_string((clnorm_status)th.status),
+                                (int)sizeof th.message, th.message);
         memcpy(x->sets + (size_t)r * x->count, theirs + HEAD, x->count * sizeof(float));
     }
     return local;
@@ -301,15 +307,16 @@ static clnorm_status synchronized(clnorm_plan *plan, MPI_Comm comm, clnorm_mode 
         local = backward ? clnorm_backward_sums(plan, mode, bufs, m, num_wait, wait, &ev)
                          : clnorm_moments(plan, bufs->x, m, num_wait, wait, &ev);
     if (!local)
-        local = read_back(ctx, m, ev, x.mine, x.count);
+        local = read_back(ctx, m, ev, mine(&x), x.count);
     if (!(s = gather(ctx, comm, size, local, &x))) {
         if (backward)
-            clnorm_sums_merge(x.sets, (size_t)size, x.count / CLNORM_SUMS_FLOATS, x.mine);
+            clnorm_sums_merge(x.sets, (size_t)size, x.count / CLNORM_SUMS_FLOATS, x.sets);
         else
-            clnorm_moments_merge(x.sets, (size_t)size, x.count / CLNORM_MOMENTS_FLOATS, x.mine);
+            clnorm_moments_merge(x.sets, (size_t)size, x.count / CLNORM_MOMENTS_FLOATS,
+                                 x.sets);
         /* backward's count per group: every rank's N*D */
         size_t per_group = (size_t)total * clnorm_plan_desc(plan)->d;
-        if (!(s = write_merged(ctx, m, x.mine, x.count)))
+        if (!(s = write_merged(ctx, m, x.sets, x.count)))
             s = backward ? clnorm_backward_with_sums(plan, mode, m, per_group, bufs, 0, NULL, done)
                          : clnorm_forward_with_moments(plan, mode, m, bufs, 0, NULL, done);
     }
