@@ -418,10 +418,11 @@ __kernel void bwd_slab(__global const store_t *x, __global const store_t *skip,
     }
     for (ulong i = base, end = base + Q * R; i < end; i += R)
         for (ulong c = 0; c < R; c += 8)
-            STORE8(vload8(0, cdy + c) * LOAD8(dy, i + c) +
+            OUT8(vload8(0, cdy + c) * LOAD8(dy, i + c) +
                        vload8(0, sg + c) * (HL8(x, skip, i + c) - vload8(0, cm + c)) +
                        vload8(0, sd + c),
                    dx, i + c);
+    stream_end();
 }
 
 /*
@@ -478,10 +479,11 @@ __kernel void bwd_groups(__global const store_t *x, __global const store_t *skip
         ulong i = (k0 + j) * D, end = i + D;
         float kdy = (gamma ? gamma[c0 + j] : 1.0f) * a;
         for (; i + 8 <= end; i += 8)
-            STORE8(kdy * LOAD8(dy, i) + kx * (HL8(x, skip, i) - m) + k1, dx, i);
+            OUT8(kdy * LOAD8(dy, i) + kx * (HL8(x, skip, i) - m) + k1, dx, i);
         for (; i < end; ++i)
             STORE1(kdy * LOAD1(dy, i) + kx * (HL1(x, skip, i) - m) + k1, dx, i);
     }
+    stream_end();
 }
 
 /* The merged (sum g, sum g*xh) of one slice: its blocks in order. */
@@ -662,7 +664,7 @@ __kernel void bwd_running_stats(__global const float *running_mean,
             if (residual)                                                                         \
                 z += LOAD8(residual, i);                                                          \
             float8 g = LOAD8(dy, i) * dact8(z, act, alpha);                                       \
-            STORE8((KDY8) * g + (KX8) * (h - (M8)) + (K08), dx, i);                               \
+            OUT8((KDY8) * g + (KX8) * (h - (M8)) + (K08), dx, i);                               \
         }                                                                                         \
         for (; i < stop; ++i, ++pos) {                                                            \
             float h = HL1(x, skip, i), z = (h - (M1)) * (KDY1) + (B1);                            \
@@ -673,10 +675,36 @@ __kernel void bwd_running_stats(__global const float *running_mean,
         }                                                                                         \
     } else {                                                                                      \
         for (; i + 8 <= stop; i += 8, pos += 8)                                                   \
-            STORE8((KDY8) * LOAD8(dy, i) + (KX8) * (HL8(x, skip, i) - (M8)) + (K08), dx, i);      \
+            OUT8((KDY8) * LOAD8(dy, i) + (KX8) * (HL8(x, skip, i) - (M8)) + (K08), dx, i);      \
         for (; i < stop; ++i, ++pos)                                                              \
             STORE1((KDY1) * LOAD1(dy, i) + (KX1) * (HL1(x, skip, i) - (M1)) + (K01), dx, i);      \
     }
+
+#if CLNORM_APPLY == 1 && !CLNORM_NARROW
+/* Channels-last rows of whole vectors without an activation (ROWS8_WALK, common.clh), the four
+ * coefficients of up to 64 channels in registers. */
+#define BR_HOLD(tm, k)                                                                            \
+    {                                                                                             \
+        cm[k] = vload8(k, tm);                                                                    \
+        ck[k] = vload8(k, (tm) + T);                                                              \
+        cx[k] = vload8(k, (tm) + 2 * T);                                                          \
+        c0[k] = vload8(k, (tm) + 3 * T);                                                          \
+    }
+#define BR_REG(e, k) OUT8(ck[k] * LOAD8(dy, e) + cx[k] * (HL8(x, skip, e) - cm[k]) + c0[k], dx, e);
+#define BR_MEM(e, tm, pos)                                                                        \
+    OUT8(vload8(0, (tm) + T + (pos)) * LOAD8(dy, e) +                                             \
+             vload8(0, (tm) + 2 * T + (pos)) * (HL8(x, skip, e) - vload8(0, (tm) + (pos))) +      \
+             vload8(0, (tm) + 3 * T + (pos)),                                                     \
+         dx, e);
+inline void bwd_rows8(__global const store_t *x, __global const store_t *skip,
+                      __global const store_t *dy, __global store_t *dx,
+                      __global const float *coef, ulong T, ulong tstride, const row_walk *w,
+                      ulong rowlen, ulong rows_per_sample)
+{
+    float8 cm[ROW_VECTORS], ck[ROW_VECTORS], cx[ROW_VECTORS], c0[ROW_VECTORS];
+    ROWS8_WALK(w, coef, tstride, rowlen, rows_per_sample, BR_HOLD, BR_REG, BR_MEM)
+}
+#endif
 
 __kernel void bwd_apply(__global const store_t *x, __global const store_t *skip,
                         __global const store_t *dy,
@@ -689,6 +717,13 @@ __kernel void bwd_apply(__global const store_t *x, __global const store_t *skip,
     row_walk w;
     if (!walk_begin(&w, chunk, total, rowlen, rows_per_sample))
         return;
+#if CLNORM_APPLY == 1 && !CLNORM_NARROW
+    if (!act && rowlen % 8 == 0) {
+        bwd_rows8(x, skip, dy, dx, coef, T, tstride, &w, rowlen, rows_per_sample);
+        stream_end();
+        return;
+    }
+#endif
     do {
         ulong i = w.i, pos = w.pos, stop = w.stop, n = w.n;
 #if CLNORM_APPLY == 0
@@ -711,7 +746,7 @@ __kernel void bwd_apply(__global const store_t *x, __global const store_t *skip,
             #pragma unroll
             for (int k = 0; k < NARROW_M; ++k) {
                 ulong e = i + 8 * k;
-                STORE8(vdy[k] * LOAD8(dy, e) + vx[k] * (HL8(x, skip, e) - vm[k]) + v1[k], dx, e);
+                OUT8(vdy[k] * LOAD8(dy, e) + vx[k] * (HL8(x, skip, e) - vm[k]) + v1[k], dx, e);
             }
         for (int c = (int)c0; i < stop; ++i, c = c + 1 == CLNORM_NARROW ? 0 : c + 1)
             STORE1(cdy[c] * LOAD1(dy, i) + cx[c] * (HL1(x, skip, i) - cm[c]) + c1[c], dx, i);
@@ -734,6 +769,7 @@ __kernel void bwd_apply(__global const store_t *x, __global const store_t *skip,
         }
 #endif
     } while (walk_next(&w, rowlen, rows_per_sample));
+    stream_end();
 }
 
 /*
@@ -802,13 +838,14 @@ __kernel void bwd_rows(__global const store_t *x, __global const store_t *skip,
         ulong c = 0;
         for (; c + 8 <= L; c += 8) {
             float8 k = gamma ? a * vload8(0, gamma + c) : (float8)(a);
-            STORE8(k * LOAD8(dyr, c) + kx * (HL8(xr, sr, c) - m) + k0, dxr, c);
+            OUT8(k * LOAD8(dyr, c) + kx * (HL8(xr, sr, c) - m) + k0, dxr, c);
         }
         for (; c < L; ++c) {
             float k = gamma ? a * gamma[c] : a;
             STORE1(k * LOAD1(dyr, c) + kx * (HL1(xr, sr, c) - m) + k0, dxr, c);
         }
     }
+    stream_end();
 }
 
 __kernel void bwd_rows_param_finalize(__global const float *ppart, ulong nitems, ulong L,

@@ -46,6 +46,9 @@ typedef struct clnorm_tuning {
     size_t block;     /* elements per block of the statistics passes */
     size_t chunk_max; /* longest chunk of elements one apply work-item takes */
     size_t local;     /* work-group size of the per-work-item kernels */
+    /* Smallest final output (y, dx) in bytes that plans store with non-temporal stores
+     * (CLNORM_STREAM, common.clh): outputs this large are not read back from cache. 0: never. */
+    size_t stream_min;
     int from_file;
 } clnorm_tuning;
 
@@ -229,6 +232,7 @@ struct clnorm_plan {
      * CLNORM_CT (columns per work-item of the column kernels, forward and backward). */
     int narrow;
     size_t col_tile;
+    int stream; /* CLNORM_STREAM: y and dx by non-temporal stores (tuning.stream_min) */
     /* The backward program's CLNORM_CT: col_tile, but 64 (or 32) where a plan with an
      * activation has columns that allow it (its sums pass writes dy*act'(z), and runs of
      * eight columns wrote it a 32-byte piece per row). */

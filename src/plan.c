@@ -263,11 +263,11 @@ static void program_options(const clnorm_plan *plan, int backward, size_t wg, ch
                              : "";
     snprintf(out, size,
              "-cl-std=CL1.2 -DCLNORM_DTYPE=%d%s -DCLNORM_APPLY=%d -DCLNORM_RT=%d"
-             " -DCLNORM_NARROW=%d -DCLNORM_CT=%d%s%s",
+             " -DCLNORM_NARROW=%d -DCLNORM_CT=%d%s%s%s",
              (int)d->dtype, y_option, plan->apply_mode,
              plan->ctx->info.cls == CLNORM_CLASS_GPU ? 1 : COLS, plan->narrow,
              (int)(backward ? plan->bwd_col_tile : plan->col_tile),
-             wg_option, endian);
+             wg_option, endian, plan->stream ? " -DCLNORM_STREAM=1" : "");
 }
 
 void clnorm_problem_text(const clnorm_desc *d, int backward, char *out, size_t size)
@@ -560,6 +560,11 @@ static clnorm_status plan_make(clnorm_context *ctx, const clnorm_desc *desc, int
     size_t ct = wide && v->R % 64 == 0 ? 64 : wide && v->R % 32 == 0 ? 32 : cols;
     plan->narrow = narrow;
     plan->col_tile = ct;
+    /* Non-temporal stores for outputs too large to be read back from cache (forward's y,
+     * backward's dx in x's storage; the larger decides, one flag for both programs). */
+    size_t xsize = clnorm_dtype_size(d->dtype), ysize = clnorm_dtype_size(clnorm_y_storage(d));
+    size_t out_bytes = plan->elements * (xsize > ysize ? xsize : ysize);
+    plan->stream = ctx->tuning.stream_min && out_bytes >= ctx->tuning.stream_min;
     plan->bwd_col_tile = ct;
     if (!gpu && d->activation && v->S == 1 && v->R > 1 && (v->R % 32 == 0))
         plan->bwd_col_tile = v->R % 64 == 0 ? 64 : 32;

@@ -13,7 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define FORMAT "clnorm-tune 1"
+#define FORMAT "clnorm-tune 2"
+#define STREAM_MIN_CPU ((size_t)4 << 20)
 
 static void defaults(clnorm_tuning *t, clnorm_device_class cls)
 {
@@ -22,6 +23,9 @@ static void defaults(clnorm_tuning *t, clnorm_device_class cls)
     t->block = 4096;
     t->chunk_max = cls == CLNORM_CLASS_GPU ? 8 : 16384;
     t->local = cls == CLNORM_CLASS_GPU ? 64 : 8;
+    /* CPUs: non-temporal stores from STREAM_MIN_CPU bytes of output (measured: see README,
+     * "Streaming stores"); GPUs: not measured, off. */
+    t->stream_min = cls == CLNORM_CLASS_GPU ? 0 : STREAM_MIN_CPU;
     t->from_file = 0;
 }
 
@@ -50,9 +54,21 @@ static int tune_path(const clnorm_context *ctx, char *out, size_t size)
     return n > 0 && (size_t)n < size;
 }
 
-void clnorm_tuning_load(clnorm_context *ctx)
+/* CLNORM_STREAM_MIN: bytes (0: never), over the default or the file; for tests and A/B runs. */
+static void stream_override(clnorm_tuning *t)
 {
-    defaults(&ctx->tuning, ctx->info.cls);
+    const char *text = getenv("CLNORM_STREAM_MIN");
+    if (!text || *text < '0' || *text > '9')
+        return;
+    char *end;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (*end == '\0')
+        t->stream_min = (size_t)v;
+}
+
+/* The saved file's values over the defaults, where it is this format and valid. */
+static void read_file(clnorm_context *ctx)
+{
     char path[4200];
     if (!tune_path(ctx, path, sizeof path))
         return;
@@ -61,17 +77,26 @@ void clnorm_tuning_load(clnorm_context *ctx)
         return;
     clnorm_tuning t = ctx->tuning;
     char head[64] = "";
-    unsigned long block, chunk, local;
+    unsigned long block, chunk, local, stream;
     if (fgets(head, sizeof head, f) && strncmp(head, FORMAT "\n", sizeof FORMAT) == 0 &&
-        fscanf(f, "block %lu\nchunk %lu\nlocal %lu\n", &block, &chunk, &local) == 3) {
+        fscanf(f, "block %lu\nchunk %lu\nlocal %lu\nstream %lu\n", &block, &chunk, &local,
+               &stream) == 4) {
         t.block = block;
         t.chunk_max = chunk;
         t.local = local;
+        t.stream_min = stream;
         t.from_file = 1;
         if (valid(&t))
             ctx->tuning = t;
     }
     fclose(f);
+}
+
+void clnorm_tuning_load(clnorm_context *ctx)
+{
+    defaults(&ctx->tuning, ctx->info.cls);
+    read_file(ctx);
+    stream_override(&ctx->tuning);
 }
 
 clnorm_status clnorm_tuning_store(const clnorm_context *ctx, char *path, size_t size)
@@ -91,9 +116,10 @@ clnorm_status clnorm_tuning_store(const clnorm_context *ctx, char *path, size_t 
     if (!f)
         return clnorm_fail(ctx, CLNORM_ERROR_OPENCL, "tuning: cannot write %s: %s", tmp,
                            strerror(errno));
-    int ok = fprintf(f, FORMAT "\nblock %lu\nchunk %lu\nlocal %lu\n",
+    int ok = fprintf(f, FORMAT "\nblock %lu\nchunk %lu\nlocal %lu\nstream %lu\n",
                      (unsigned long)ctx->tuning.block, (unsigned long)ctx->tuning.chunk_max,
-                     (unsigned long)ctx->tuning.local) > 0;
+                     (unsigned long)ctx->tuning.local,
+                     (unsigned long)ctx->tuning.stream_min) > 0;
     ok = fflush(f) == 0 && ok;
     ok = fclose(f) == 0 && ok;
     if (!ok || rename(tmp, path) != 0) {

@@ -207,6 +207,7 @@ START_TEST(tuning_is_saved_per_device_and_bad_files_ignored)
     ctx->tuning.block = 2048;
     ctx->tuning.chunk_max = 32768;
     ctx->tuning.local = 4;
+    ctx->tuning.stream_min = 12345;
     char path[4300];
     CLNORM_OK(ctx, clnorm_tuning_store(ctx, path, sizeof path));
     clnorm_context_release(ctx);
@@ -217,13 +218,14 @@ START_TEST(tuning_is_saved_per_device_and_bad_files_ignored)
     ck_assert_uint_eq(ctx->tuning.block, 2048);
     ck_assert_uint_eq(ctx->tuning.chunk_max, 32768);
     ck_assert_uint_eq(ctx->tuning.local, 4);
+    ck_assert_uint_eq(ctx->tuning.stream_min, 12345);
     clnorm_context_release(ctx);
     unsigned long compiled, loaded;
     build_and_run(&compiled, &loaded);
 
     /* Out of range, or not a tuning file: the defaults. */
     FILE *f = fopen(path, "w");
-    fputs("clnorm-tune 1\nblock 3000\nchunk 16384\nlocal 8\n", f);
+    fputs("clnorm-tune 2\nblock 3000\nchunk 16384\nlocal 8\nstream 0\n", f);
     fclose(f);
     CLNORM_OK(NULL, clnorm_context_create(getenv("CLNORM_TEST_DEVICE"), &ctx));
     ck_assert_int_eq(ctx->tuning.from_file, 0);

@@ -45,6 +45,9 @@ typedef struct result {
     double stream_ms;        /* the streaming copy's median (copy_stream) */
     double max_err, err_tol; /* largest absolute error; largest error / tolerance */
     double unfused_ms;       /* epilogues: the unfused sequence's median, 0 when none */
+    int stream;              /* the plan stores y / dx with non-temporal stores */
+    double other_ms;         /* --ab: the other plan's median, 0 when not timed */
+    double other_diff;       /* --ab kernels=DIR: largest |difference| of its output from ours */
     int repeats;
     char message[1024]; /* why it failed, or where the largest error is */
 } result;
@@ -64,6 +67,12 @@ typedef struct bench {
     const char *device_type;
     int repeat; /* 0: choose per problem */
     int hot;    /* --hot: each timed call follows an untimed one of the same operation */
+    /* --ab: also time the same call through another plan, alternating with it: the other
+     * streaming-store choice (ab_stream), or kernels from the folder ab_kernels, built in
+     * ab_ctx (a second context on the same queue, whose programs are its own) */
+    int ab_stream;
+    const char *ab_kernels;
+    clnorm_context *ab_ctx;
     int json;
     int progress_tty;
 } bench;
@@ -71,7 +80,7 @@ typedef struct bench {
 static void usage(FILE *out)
 {
     fputs("usage: clnorm-bench [--device SPEC] [--dtype f32|f16|bf16|u8|u16] [--repeat N] [--hot]\n"
-          "                    [--json] [PROBLEM...]\n"
+          "                    [--ab stream|kernels=DIR] [--json] [PROBLEM...]\n"
           "\n"
           "Times clnorm's forward and backward calls against the device's own copy speed and\n"
           "checks every result against a float64 reference.\n"
@@ -99,6 +108,12 @@ static void usage(FILE *out)
           "  --dtype T      storage of x, y, dy, dx (default f32)\n"
           "  --repeat N     timed calls per problem, median reported (default 20, down to 5\n"
           "                 for problems slower than 0.1 s)\n"
+          "  --ab WHAT      also time the same call through another plan, alternating with\n"
+          "                 it; the row prints its time and the ratio. WHAT: stream (the\n"
+          "                 other choice of non-temporal stores for y / dx, checked to give\n"
+          "                 the same bits) or kernels=DIR (kernel sources from DIR, as\n"
+          "                 CLNORM_KERNEL_DIR takes them; the row prints how far its output\n"
+          "                 is from the checked one)\n"
           "  --hot          time each call right after an untimed call of the same operation\n"
           "                 (its data in cache as a network's previous layer leaves it), and\n"
           "                 each copy likewise; default: after the other copies and the\n"
@@ -380,9 +395,10 @@ static clnorm_status op_time(const bench *B, const op *o, const op *y, int ny, i
  * work-item per chunk, with the chunk and local size a float32 plan of that many elements gets
  * for its apply pass.
  */
-static clnorm_status time_against_copy(bench *B, const op *o, const op *u, double bytes,
-                                       int *repeats, double *ms, double *copy_ms,
-                                       double *stream_ms, double *u_ms, result *r)
+static clnorm_status time_against_copy(bench *B, const op *o, const op *u, const op *alt,
+                                       double bytes, int *repeats, double *ms, double *copy_ms,
+                                       double *stream_ms, double *u_ms, double *alt_ms,
+                                       result *r)
 {
     size_t floats = ((size_t)bytes / 2 + sizeof(float) - 1) / sizeof(float);
     clnorm_desc yard = {
@@ -402,12 +418,19 @@ static clnorm_status time_against_copy(bench *B, const op *o, const op *u, doubl
     clnorm_plan_release(plan);
     size_t items = (floats + chunk - 1) / chunk;
     size_t global = (items + local - 1) / local * local;
-    /* the yardsticks, and the unfused sequence when there is one: timed in turn with o */
-    op ys[3] = {{.kind = OP_COPY, .global = global, .local = local},
+    /* the yardsticks, the unfused sequence and the other plan when there are: timed in turn
+     * with o */
+    op ys[4] = {{.kind = OP_COPY, .global = global, .local = local},
                 {.kind = OP_KERNEL, .kernel = B->copy_stream, .global = global, .local = local}};
-    int ny = 2;
-    if (u)
+    int ny = 2, iu = 0, ialt = 0;
+    if (u) {
+        iu = ny;
         ys[ny++] = *u;
+    }
+    if (alt) {
+        ialt = ny;
+        ys[ny++] = *alt;
+    }
 
     cl_mem src = make_buffer(B, NULL, floats * sizeof(float), "copy source", r);
     cl_mem dst = src ? make_buffer(B, NULL, floats * sizeof(float), "copy destination", r) : NULL;
@@ -428,13 +451,15 @@ static clnorm_status time_against_copy(bench *B, const op *o, const op *u, doubl
         set_message(r, "clSetKernelArg (copy): %s", clnorm_cl_error_name(err));
         s = CLNORM_ERROR_OPENCL;
     } else {
-        double y_ms[3];
+        double y_ms[4];
         s = op_time(B, o, ys, ny, repeats, ms, y_ms, r);
         if (!s) {
             *copy_ms = y_ms[0];
             *stream_ms = y_ms[1];
             if (u)
-                *u_ms = y_ms[2];
+                *u_ms = y_ms[iu];
+            if (alt)
+                *alt_ms = y_ms[ialt];
         }
     }
     clReleaseMemObject(src);
@@ -728,6 +753,65 @@ static const op *unfused_make(bench *B, const problem *p, const clnorm_buffers *
 
 /* ---- one problem ----------------------------------------------------------------------- */
 
+/* Element i of a stored tensor, as a double. */
+static double stored_value(clnorm_dtype dtype, const void *data, size_t i)
+{
+    double v;
+    ref_load(dtype, (const unsigned char *)data + i * clnorm_dtype_size(dtype), &v, 1);
+    return v;
+}
+
+/*
+ * --ab: the other plan of problem p, run once on alt's buffers (those of the checked call) and
+ * its output (out_bytes of `out`, whose checked bytes are `want`) compared: the streaming-store
+ * choice must give the same bits; another kernel folder's largest difference is reported.
+ */
+static int ab_plan(bench *B, const problem *p, const clnorm_plan *plan, op *alt, cl_mem out,
+                   const void *want, size_t out_bytes, clnorm_plan **alt_plan, result *r)
+{
+    const clnorm_desc *d = &p->desc;
+    clnorm_context *ctx = B->ab_kernels ? B->ab_ctx : B->ctx;
+    size_t keep = ctx->tuning.stream_min;
+    if (B->ab_stream)
+        ctx->tuning.stream_min = plan->stream ? 0 : 1;
+    else
+        setenv("CLNORM_KERNEL_DIR", B->ab_kernels, 1);
+    /* created and run once with its kernels in place (backward builds its program then) */
+    clnorm_status s = clnorm_plan_create(ctx, d, alt_plan);
+    alt->plan = *alt_plan;
+    unsigned char *again = s ? NULL : malloc(out_bytes ? out_bytes : 1);
+    int ran = again && op_run(B, alt, r) == CLNORM_SUCCESS &&
+              read_buffer(B, out, again, out_bytes, "the other plan's output", r) == 0;
+    ctx->tuning.stream_min = keep;
+    if (B->ab_kernels)
+        unsetenv("CLNORM_KERNEL_DIR");
+    if (s)
+        set_message(r, "clnorm_plan_create (--ab): %s: %s", clnorm_status_string(s),
+                    clnorm_context_last_error(ctx));
+    else if (!again)
+        set_message(r, "out of host memory");
+    if (!ran) {
+        free(again);
+        return -1;
+    }
+    int same = memcmp(again, want, out_bytes) == 0;
+    clnorm_dtype t = p->pass == PASS_BACKWARD ? d->dtype : clnorm_y_storage(d);
+    size_t count = out_bytes / clnorm_dtype_size(t);
+    for (size_t i = 0; !same && i < count; ++i) {
+        double diff = fabs(stored_value(t, again, i) - stored_value(t, want, i));
+        if (!(diff <= r->other_diff))
+            r->other_diff = diff; /* NaN where one is NaN and the other not */
+    }
+    free(again);
+    if (B->ab_stream && !same) {
+        set_message(r, "--ab stream: the plan with streaming stores %s gives other bits",
+                    plan->stream ? "off" : "on");
+        r->status = ROW_FAIL;
+        return -1;
+    }
+    return 0;
+}
+
 static void run_problem(bench *B, const problem *p, result *r)
 {
     const clnorm_desc *d = &p->desc;
@@ -770,7 +854,7 @@ static void run_problem(bench *B, const problem *p, result *r)
     float *dgamma = malloc(np * sizeof *dgamma), *dbeta = malloc(np * sizeof *dbeta);
     double *xd = NULL, *dyd = NULL, *got = NULL, *want = NULL, *scale = NULL;
     double *want_dg = NULL, *want_db = NULL, *got_dg = NULL, *got_db = NULL;
-    clnorm_plan *plan = NULL;
+    clnorm_plan *plan = NULL, *alt_plan = NULL;
     clnorm_buffers b = {0};
     clnorm_status s;
     if (!xs || (backward && !dys) || (p->skip && !skips) || (p->add && !ress) || !outs ||
@@ -947,15 +1031,22 @@ static void run_problem(bench *B, const problem *p, result *r)
     /* An epilogue is timed against its unfused sequence too (y stored as x only). */
     if (epi && !d->y_dtype && !(unfused = unfused_make(B, p, &b, mode, &useq, r)))
         goto done;
+    r->stream = plan->stream;
+    op alt_op = o;
+    int ab = B->ab_stream || B->ab_kernels;
+    if (ab && ab_plan(B, p, plan, &alt_op, backward ? b.dx : b.y, outs, backward ? bytes : ybytes,
+                      &alt_plan, r))
+        goto done;
     r->repeats = B->repeat;
-    if (time_against_copy(B, &o, unfused, r->bytes, &r->repeats, &r->ms, &r->copy_ms,
-                          &r->stream_ms, &r->unfused_ms, r))
+    if (time_against_copy(B, &o, unfused, ab ? &alt_op : NULL, r->bytes, &r->repeats,
+                          &r->ms, &r->copy_ms, &r->stream_ms, &r->unfused_ms, &r->other_ms, r))
         goto done;
     r->status = r->err_tol <= 1.0 ? ROW_OK : ROW_FAIL;
 done:
     unfused_free(&useq);
     release_buffers(&b);
     clnorm_plan_release(plan);
+    clnorm_plan_release(alt_plan);
     void *heap[] = {xs,     dys,     outs,  gamma, beta,    rm,      rv,      dgamma,
                     dbeta,  xd,      dyd,   got,   want,    scale,   want_dg, want_db,
                     got_dg, got_db,  skips, ress,  skd,     rsd,     hd,      want_dr,
@@ -1010,7 +1101,9 @@ static void print_json(const bench *B, const problem *p, const result *r)
     json_number("sol", r->copy_ms / r->ms, timed);
     json_number("stream_copy_gbps", r->bytes / (r->stream_ms * 1e6), timed);
     json_number("sol_stream", r->stream_ms / r->ms, timed);
-    printf(",\"hot\":%s", B->hot ? "true" : "false");
+    printf(",\"hot\":%s,\"stream\":%s", B->hot ? "true" : "false", r->stream ? "true" : "false");
+    json_number("ab_ms", r->other_ms, timed && r->other_ms > 0);
+    json_number("ab_max_diff", r->other_diff, timed && r->other_ms > 0);
     json_number("unfused_ms", r->unfused_ms, timed && r->unfused_ms > 0);
     json_number("unfused_sol", r->copy_ms / r->unfused_ms, timed && r->unfused_ms > 0);
     json_number("max_err", r->max_err, timed);
@@ -1044,7 +1137,7 @@ static void print_header(const bench *B, int width)
            "copy GB/s", "SOL", "SOL-nt", "max_err", "err/tol");
 }
 
-static void print_row(const problem *p, const result *r, int width)
+static void print_row(const bench *B, const problem *p, const result *r, int width)
 {
     char name[128];
     problem_name(p, name, sizeof name);
@@ -1059,6 +1152,12 @@ static void print_row(const problem *p, const result *r, int width)
     if (r->unfused_ms > 0)
         printf("  unfused %.3f ms, SOL %.2f: fused %.2fx faster", r->unfused_ms,
                r->copy_ms / r->unfused_ms, r->unfused_ms / r->ms);
+    if (r->other_ms > 0 && B->ab_stream)
+        printf("  streaming %s: %.3f ms (%.2fx)", r->stream ? "off" : "on", r->other_ms,
+               r->other_ms / r->ms);
+    else if (r->other_ms > 0)
+        printf("  other kernels: %.3f ms (%.2fx), differ by %.3g", r->other_ms,
+               r->other_ms / r->ms, r->other_diff);
     puts(r->status == ROW_FAIL ? "  FAIL" : "");
 }
 
@@ -1199,6 +1298,13 @@ int main(int argc, char **argv)
             B.json = 1;
         } else if (strcmp(argv[i], "--hot") == 0) {
             B.hot = 1;
+        } else if ((v = option_value(argc, argv, &i, "--ab"))) {
+            if (strcmp(v, "stream") == 0)
+                B.ab_stream = 1;
+            else if (strncmp(v, "kernels=", 8) == 0 && v[8])
+                B.ab_kernels = v + 8;
+            else
+                bad_usage("--ab wants 'stream' or 'kernels=DIR', got '%s'", v);
         } else if (strcmp(argv[i], "--list") == 0) {
             list = 1;
         } else if (strcmp(argv[i], "--tune") == 0) {
@@ -1292,6 +1398,12 @@ int main(int argc, char **argv)
         free(args);
         return rc;
     }
+    if (B.ab_kernels && (s = clnorm_context_create_from_queue(B.queue, &B.ab_ctx))) {
+        fprintf(stderr, "clnorm-bench: --ab kernels: a second context: %s: %s\n",
+                clnorm_status_string(s), clnorm_context_last_error(NULL));
+        clnorm_context_release(B.ctx);
+        return 1;
+    }
     if (!B.json)
         print_header(&B, width);
     fflush(stdout);
@@ -1316,7 +1428,7 @@ int main(int argc, char **argv)
         if (B.json)
             print_json(&B, &problems[i], &r);
         else
-            print_row(&problems[i], &r, width);
+            print_row(&B, &problems[i], &r, width);
         fflush(stdout);
     }
     if (failed || errors || unsupported)
@@ -1326,6 +1438,7 @@ int main(int argc, char **argv)
     clReleaseKernel(B.copy);
     clReleaseKernel(B.copy_stream);
     unfused_release(&B);
+    clnorm_context_release(B.ab_ctx);
     clnorm_context_release(B.ctx);
     free(problems);
     free(args);
