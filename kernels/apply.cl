@@ -157,6 +157,22 @@ __kernel void apply(__global const store_t *x, __global const store_t *skip, __g
     stream_end();
 }
 
+/* Merges the (mean, M2) of the run x[i0, i0 + count), by blocks of `block` elements in order,
+ * into the running (n, mean, m2), which are kept relative to *shift, the mean of the first block
+ * merged (set when n is 0), as stats_finalize merges. */
+inline void merge_run(__global const store_t *x, __global const store_t *skip, ulong i0,
+                      ulong count, ulong block, float *n, float *mean, float *m2, float *shift)
+{
+    for (ulong b0 = 0; b0 < count; b0 += block) {
+        ulong len = min(block, count - b0);
+        float bm, bm2;
+        run_stats(x, skip, i0 + b0, len, &bm, &bm2);
+        if (*n == 0.0f)
+            *shift = bm;
+        chan_merge(n, mean, m2, (float)len, bm - *shift, bm2 < 0.0f ? 0.0f : bm2);
+    }
+}
+
 /*
  * Fused statistics and apply for row problems (Q == 1: every statistics group is one contiguous
  * row of S elements, group g at x + g*S) whose row fits in a CPU core's cache. One work-item per
@@ -184,14 +200,7 @@ __kernel void norm_rows(__global const store_t *x, __global const store_t *skip,
     ulong row0 = g * S;
     /* Merged relative to the first block's mean, as stats_finalize merges, and shifted back. */
     float n = 0.0f, mean = 0.0f, m2 = 0.0f, shift = 0.0f;
-    for (ulong b0 = 0; b0 < S; b0 += block) {
-        ulong len = min(block, S - b0);
-        float bm, bm2;
-        run_stats(x, skip, row0 + b0, len, &bm, &bm2);
-        if (b0 == 0)
-            shift = bm;
-        chan_merge(&n, &mean, &m2, (float)len, bm - shift, bm2 < 0.0f ? 0.0f : bm2);
-    }
+    merge_run(x, skip, row0, S, block, &n, &mean, &m2, &shift);
     mean += shift;
     part[2 * g] = mean;
     part[2 * g + 1] = m2;
@@ -223,6 +232,58 @@ __kernel void norm_rows(__global const store_t *x, __global const store_t *skip,
 #endif
     stream_end();
 }
+
+#if CLNORM_APPLY == 0
+/*
+ * Fused forward of small channels-first BATCH problems (CPU): one work-item per channel c, which
+ * owns the channel's whole group (N segments of D elements, segment n at x + (n*C + c)*D), and
+ * so computes its statistics (blocks of `block` elements, two-pass each, merged in order by
+ * Chan's formula relative to the first block's mean), writes save_*, updates the channel's
+ * running statistics (use_running 0, update_running 1) or normalizes with them (use_running 1),
+ * and writes y over the segments, read again from cache: the whole call in one launch, where
+ * the blocked passes take three (or two, from running statistics).
+ */
+__kernel void norm_channels(__global const store_t *x, __global const store_t *skip,
+                            __global ystore_t *y, __global const float *gamma,
+                            __global const float *beta, __global float *save_mean,
+                            __global float *save_invstd, __global float *running_mean,
+                            __global float *running_var, ulong N, ulong C, ulong D, ulong block,
+                            float eps, float momentum, int use_running, int update_running,
+                            __global const store_t *residual, __global store_t *sum, int act,
+                            float alpha)
+{
+    int epi = skip || residual || sum || act;
+    ulong c = get_global_id(0);
+    if (c >= C)
+        return;
+    float m, invstd;
+    if (use_running) {
+        m = running_mean[c];
+        invstd = rsqrt(running_var[c] + eps);
+    } else {
+        float n = 0.0f, mean = 0.0f, m2 = 0.0f, shift = 0.0f;
+        for (ulong k = 0; k < N; ++k)
+            merge_run(x, skip, (k * C + c) * D, D, block, &n, &mean, &m2, &shift);
+        mean += shift;
+        m = mean;
+        invstd = rsqrt(m2 / n + eps);
+        if (save_mean)
+            save_mean[c] = mean;
+        if (save_invstd)
+            save_invstd[c] = invstd;
+        if (update_running) { /* as stats_finalize updates them: the unbiased variance */
+            running_mean[c] = (1.0f - momentum) * running_mean[c] + momentum * mean;
+            running_var[c] = (1.0f - momentum) * running_var[c] + momentum * (m2 / (n - 1.0f));
+        }
+    }
+    float s = gamma ? invstd * gamma[c] : invstd, b = beta ? beta[c] : 0.0f;
+    for (ulong k = 0; k < N; ++k) {
+        ulong i = (k * C + c) * D, stop = i + D, pos = 0;
+        APPLY_LOOP(m, s, b, m, s, b)
+    }
+    stream_end();
+}
+#endif
 
 /* (mean, M2) of the eight columns at x + i0 over rows [0, rows) of stride R. */
 inline void cols8_stats(__global const store_t *x, __global const store_t *skip, ulong i0,

@@ -620,8 +620,7 @@ clnorm_status clnorm_backward(clnorm_plan *plan, clnorm_mode mode, const clnorm_
             s = clnorm_plan_forward_scratch(plan);
         epilogue_route route = epi_route(plan, bufs, &src);
         if (!s && (route == EPI_FIRST || route == EPI_IN_SUMS) && !bufs->dresidual) {
-            clnorm_scratch_need dz = {&plan->epi_dz, plan->elements *
-                                                         clnorm_dtype_size(plan->desc.dtype),
+            clnorm_scratch_need dz = {&plan->epi_dz, clnorm_plan_epilogue_bytes(plan),
                                       "epilogue gradient"};
             s = clnorm_plan_scratch_make(plan, &dz, 1);
         }

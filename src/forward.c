@@ -147,7 +147,7 @@ static clnorm_status enqueue_statistics(clnorm_plan *plan, clnorm_chain *chain,
  * running statistics need the whole batch (the kernel leaves each group's (mean, M2) as its
  * single partial, a block of Q x S). */
 static clnorm_status enqueue_fused(clnorm_plan *plan, clnorm_chain *chain, clnorm_mode mode,
-                                   const clnorm_buffers *b)
+                                   const clnorm_buffers *b, int use_running)
 {
     const clnorm_desc *d = &plan->desc;
     cl_ulong G = plan->stats_count, Q = plan->view.Q, R = plan->view.R, S = plan->view.S;
@@ -156,8 +156,23 @@ static clnorm_status enqueue_fused(clnorm_plan *plan, clnorm_chain *chain, clnor
     cl_ulong gps = d->kind == CLNORM_GROUP ? d->groups : d->c;
     cl_ulong P = plan->view.P, T = plan->table_size, members = plan->view.members;
     cl_int rms = d->kind == CLNORM_RMS, act = (cl_int)d->activation;
-    const char *name = plan->fused_slab ? "norm_slab" : "norm_rows";
+    const char *name = clnorm_fused_name(plan);
     clnorm_status s;
+    if (plan->fused_channels) {
+        /* the running statistics: normalized with (INFERENCE) or updated (TRAINING) here */
+        cl_ulong N = d->n, C = d->c, D = d->d;
+        cl_int from_running = use_running, update = mode == CLNORM_TRAINING && b->running_mean;
+        clnorm_karg args[] = {KARG(b->x),           KARG(b->skip),          KARG(b->y),
+                              KARG(b->gamma),       KARG(b->beta),          KARG(b->save_mean),
+                              KARG(b->save_invstd), KARG(b->running_mean),  KARG(b->running_var),
+                              KARG(N),              KARG(C),                KARG(D),
+                              KARG(block),          KARG(d->eps),           KARG(d->momentum),
+                              KARG(from_running),   KARG(update),           KARG(b->residual),
+                              KARG(b->sum),         KARG(act),              KARG(d->activation_alpha)};
+        if ((s = clnorm_set_args(plan->ctx, plan->fused, name, args, 21)))
+            return s;
+        return clnorm_chain_step(chain, plan->fused, name, C, plan->fused_local);
+    }
     if (plan->fused_slab) {
         clnorm_karg args[] = {KARG(b->x),           KARG(b->skip),      KARG(b->y),
                               KARG(plan->partials), KARG(plan->stats),  KARG(G),
@@ -239,8 +254,8 @@ clnorm_status clnorm_forward(clnorm_plan *plan, clnorm_mode mode, const clnorm_b
     pthread_mutex_lock(&plan->lock);
     clnorm_chain_begin(&chain, plan, num_wait, wait);
     if (plan->elements > 0 && !(s = clnorm_plan_forward_scratch(plan))) {
-        if (plan->fused && !use_running) {
-            s = enqueue_fused(plan, &chain, mode, bufs);
+        if (plan->fused && (!use_running || plan->fused_channels)) {
+            s = enqueue_fused(plan, &chain, mode, bufs, use_running);
         } else {
             s = use_running ? enqueue_running_table(plan, &chain, bufs)
                             : enqueue_statistics(plan, &chain, mode, bufs, NULL);

@@ -155,6 +155,12 @@ uint64_t clnorm_hash64(const void *data, size_t size, uint64_t seed);
 unsigned char *clnorm_file_read(const char *path, size_t *size);
 /* mkdir -p; returns 0 when a folder cannot be made. */
 int clnorm_make_dirs(const char *path);
+/* The epilogue gradient's scratch (dy*act'(z), x's size), where backward needs one (plan.c). */
+size_t clnorm_plan_epilogue_bytes(const clnorm_plan *plan);
+
+/* The fused forward kernel's name: norm_rows, norm_slab or norm_channels (plan.c). */
+const char *clnorm_fused_name(const clnorm_plan *plan);
+
 /* Fills ctx->tuning: defaults for the device class, or the saved file (tune.c). */
 void clnorm_tuning_load(clnorm_context *ctx);
 /* Saves ctx->tuning for this device beside the binary cache; path receives the file name. */
@@ -210,6 +216,9 @@ struct clnorm_plan {
     /* fused_slab: the kernel is norm_slab (channels-last INSTANCE and GROUP: one work-item per
      * sample, blocks of fused_block rows) */
     int fused_slab;
+    /* fused_channels: the kernel is norm_channels (small channels-first BATCH: one work-item per
+     * channel, running statistics read or updated in the kernel, one launch in every mode) */
+    int fused_channels;
     /* Each of its kernels' most work-items per group (clnorm_kernel_max_local), read when the
      * kernel is created, so that launches need not ask the driver. */
     struct {

@@ -191,7 +191,13 @@ static void choose_fused(clnorm_plan *plan, int narrow)
     clnorm_kind kind = plan->desc.kind;
     if (info->cls != CLNORM_CLASS_CPU)
         return;
-    if (v->Q == 1 && v->members == 1 && v->S <= FUSED_MAX_ROW) {
+    if (kind == CLNORM_BATCH && plan->apply_mode == 0 &&
+        plan->elements * clnorm_dtype_size(plan->desc.dtype) <= SMALL_BYTES) {
+        /* small channels-first BATCH: a work-item per channel does the whole call */
+        items = plan->desc.c;
+        plan->fused_block = plan->ctx->tuning.block;
+        plan->fused_channels = 1;
+    } else if (v->Q == 1 && v->members == 1 && v->S <= FUSED_MAX_ROW) {
         items = plan->stats_count;
         plan->fused_block = plan->ctx->tuning.block;
     } else if ((kind == CLNORM_INSTANCE || kind == CLNORM_GROUP) && v->S == 1 && v->R > 1 &&
@@ -211,11 +217,17 @@ static void choose_fused(clnorm_plan *plan, int narrow)
     if (!plan->fused_local) {
         plan->fused_block = 0;
         plan->fused_slab = 0;
+        plan->fused_channels = 0;
     }
 }
 
 static clnorm_status create_kernel(clnorm_plan *plan, cl_program program, const char *name,
                                    cl_kernel *out);
+
+const char *clnorm_fused_name(const clnorm_plan *plan)
+{
+    return plan->fused_slab ? "norm_slab" : plan->fused_channels ? "norm_channels" : "norm_rows";
+}
 
 size_t clnorm_kernel_max_local(const clnorm_context *ctx, cl_kernel kernel)
 {
@@ -438,6 +450,11 @@ clnorm_status clnorm_plan_forward_scratch(clnorm_plan *plan)
     return clnorm_plan_scratch_make(plan, need, sizeof need / sizeof need[0]);
 }
 
+size_t clnorm_plan_epilogue_bytes(const clnorm_plan *plan)
+{
+    return plan->elements * clnorm_dtype_size(plan->desc.dtype);
+}
+
 size_t clnorm_plan_scratch_bytes(const clnorm_plan *plan, clnorm_scratch which)
 {
     if (!plan)
@@ -454,6 +471,8 @@ size_t clnorm_plan_scratch_bytes(const clnorm_plan *plan, clnorm_scratch which)
     case CLNORM_SCRATCH_BACKWARD:
         return plan->bwd_partials_bytes + plan->coef_bytes + plan->param_partials_bytes +
                plan->bwd_row_partials_bytes;
+    case CLNORM_SCRATCH_EPILOGUE:
+        return plan->desc.activation ? clnorm_plan_epilogue_bytes(plan) : 0;
     }
     return 0;
 }
@@ -590,9 +609,8 @@ static clnorm_status plan_make(clnorm_context *ctx, const clnorm_desc *desc, int
         (status = create_kernel(plan, program, "stats_finalize", &plan->finalize)) ||
         (status = create_kernel(plan, program, "stats_from_running", &plan->from_running)) ||
         (status = create_kernel(plan, program, "apply", &plan->apply)) ||
-        (plan->fused_block &&
-         (status = create_kernel(plan, program, plan->fused_slab ? "norm_slab" : "norm_rows",
-                                 &plan->fused))))
+        (plan->fused_block && (status = create_kernel(plan, program, clnorm_fused_name(plan),
+                                                      &plan->fused))))
         goto fail;
     clnorm_plan_backward_setup(plan);
     /* Sizes only: the first call that needs them allocates (clnorm_plan_forward_scratch). */

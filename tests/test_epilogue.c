@@ -775,6 +775,58 @@ START_TEST(same_input_gives_same_bits)
 }
 END_TEST
 
+/* The gradient dy*act'(z) is scratch of x's size, reported apart and allocated only by a
+ * backward that has no bufs.dresidual to put it in. */
+START_TEST(epilogue_scratch_is_reported_and_taken_only_without_dresidual)
+{
+    clnorm_context *ctx = harness_ctx();
+    ecase ec = {0};
+    ec.desc = (clnorm_desc){.kind = CLNORM_BATCH, .layout = CLNORM_NCHW, .n = 4, .c = 8,
+                            .d = 33, .eps = 1e-5f, .activation = CLNORM_ACTIVATION_SILU};
+    ec.residual = ec.gamma = ec.beta = 1;
+    ec.seed = 9;
+    edata e;
+    edata_make(&ec, &e);
+    clnorm_desc plain = ec.desc;
+    plain.activation = CLNORM_ACTIVATION_NONE;
+    clnorm_plan *plan, *none;
+    CLNORM_OK(ctx, clnorm_plan_create(ctx, &ec.desc, &plan));
+    CLNORM_OK(ctx, clnorm_plan_create(ctx, &plain, &none));
+    ck_assert_uint_eq(clnorm_plan_scratch_bytes(plan, CLNORM_SCRATCH_EPILOGUE), e.total * 4);
+    ck_assert_uint_eq(clnorm_plan_scratch_bytes(none, CLNORM_SCRATCH_EPILOGUE), 0);
+    clnorm_buffers b = {0};
+    b.x = harness_buffer(e.xs, e.total * 4);
+    b.residual = harness_buffer(e.rs, e.total * 4);
+    b.gamma = harness_buffer(e.gamma, e.np * 4);
+    b.beta = harness_buffer(e.beta, e.np * 4);
+    b.y = harness_buffer(NULL, e.total * 4);
+    b.save_mean = harness_buffer(NULL, ec.desc.c * 4);
+    b.save_invstd = harness_buffer(NULL, ec.desc.c * 4);
+    CLNORM_OK(ctx, clnorm_forward(plan, CLNORM_TRAINING, &b, 0, NULL, NULL));
+    size_t fwd = clnorm_plan_scratch_bytes(plan, CLNORM_SCRATCH_HELD);
+    b.dy = harness_buffer(e.xs, e.total * 4);
+    b.dx = harness_buffer(NULL, e.total * 4);
+    b.dgamma = harness_buffer(NULL, e.np * 4);
+    b.dbeta = harness_buffer(NULL, e.np * 4);
+    b.dresidual = harness_buffer(NULL, e.total * 4);
+    size_t bwd = clnorm_plan_scratch_bytes(plan, CLNORM_SCRATCH_BACKWARD);
+    CLNORM_OK(ctx, clnorm_backward(plan, CLNORM_TRAINING, &b, 0, NULL, NULL));
+    ck_assert_uint_eq(clnorm_plan_scratch_bytes(plan, CLNORM_SCRATCH_HELD), fwd + bwd);
+    cl_mem dres = b.dresidual;
+    b.dresidual = NULL;
+    CLNORM_OK(ctx, clnorm_backward(plan, CLNORM_TRAINING, &b, 0, NULL, NULL));
+    ck_assert_uint_eq(clnorm_plan_scratch_bytes(plan, CLNORM_SCRATCH_HELD),
+                      fwd + bwd + e.total * 4);
+    harness_finish();
+    cl_mem mems[] = {b.x,  b.residual, b.gamma,  b.beta,  b.y,  b.save_mean,
+                     b.save_invstd, b.dy, b.dx, b.dgamma, b.dbeta, dres};
+    release_all(mems, 12);
+    clnorm_plan_release(plan);
+    clnorm_plan_release(none);
+    edata_free(&e);
+}
+END_TEST
+
 int main(void)
 {
     build_matrix();
@@ -787,6 +839,7 @@ int main(void)
     tcase_add_test(tc, wide_channels_last_backward);
     tcase_add_test(tc, bad_epilogues_are_rejected_naming_the_field);
     tcase_add_test(tc, same_input_gives_same_bits);
+    tcase_add_test(tc, epilogue_scratch_is_reported_and_taken_only_without_dresidual);
     suite_add_tcase(s, tc);
     int status = harness_run(s);
     free(cases);

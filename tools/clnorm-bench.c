@@ -72,6 +72,7 @@ typedef struct bench {
      * ab_ctx (a second context on the same queue, whose programs are its own) */
     int ab_stream;
     const char *ab_kernels;
+    clnorm_tuning ab_tuning; /* --ab local=N, block=N, chunk=N: the other plan's (0: ours) */
     clnorm_context *ab_ctx;
     int json;
     int progress_tty;
@@ -80,7 +81,7 @@ typedef struct bench {
 static void usage(FILE *out)
 {
     fputs("usage: clnorm-bench [--device SPEC] [--dtype f32|f16|bf16|u8|u16] [--repeat N] [--hot]\n"
-          "                    [--ab stream|kernels=DIR] [--json] [PROBLEM...]\n"
+          "                    [--ab WHAT] [--json] [PROBLEM...]\n"
           "\n"
           "Times clnorm's forward and backward calls against the device's own copy speed and\n"
           "checks every result against a float64 reference.\n"
@@ -113,7 +114,8 @@ static void usage(FILE *out)
           "                 other choice of non-temporal stores for y / dx, checked to give\n"
           "                 the same bits) or kernels=DIR (kernel sources from DIR, as\n"
           "                 CLNORM_KERNEL_DIR takes them; the row prints how far its output\n"
-          "                 is from the checked one)\n"
+          "                 is from the checked one), or local=N, block=N, chunk=N (that\n"
+          "                 tuning value instead of the device's)\n"
           "  --hot          time each call right after an untimed call of the same operation\n"
           "                 (its data in cache as a network's previous layer leaves it), and\n"
           "                 each copy likewise; default: after the other copies and the\n"
@@ -771,18 +773,24 @@ static int ab_plan(bench *B, const problem *p, const clnorm_plan *plan, op *alt,
 {
     const clnorm_desc *d = &p->desc;
     clnorm_context *ctx = B->ab_kernels ? B->ab_ctx : B->ctx;
-    size_t keep = ctx->tuning.stream_min;
+    clnorm_tuning keep = ctx->tuning;
     if (B->ab_stream)
         ctx->tuning.stream_min = plan->stream ? 0 : 1;
-    else
+    else if (B->ab_kernels)
         setenv("CLNORM_KERNEL_DIR", B->ab_kernels, 1);
+    if (B->ab_tuning.local)
+        ctx->tuning.local = B->ab_tuning.local;
+    if (B->ab_tuning.block)
+        ctx->tuning.block = B->ab_tuning.block;
+    if (B->ab_tuning.chunk_max)
+        ctx->tuning.chunk_max = B->ab_tuning.chunk_max;
     /* created and run once with its kernels in place (backward builds its program then) */
     clnorm_status s = clnorm_plan_create(ctx, d, alt_plan);
     alt->plan = *alt_plan;
     unsigned char *again = s ? NULL : malloc(out_bytes ? out_bytes : 1);
     int ran = again && op_run(B, alt, r) == CLNORM_SUCCESS &&
               read_buffer(B, out, again, out_bytes, "the other plan's output", r) == 0;
-    ctx->tuning.stream_min = keep;
+    ctx->tuning = keep;
     if (B->ab_kernels)
         unsetenv("CLNORM_KERNEL_DIR");
     if (s)
@@ -1033,7 +1041,8 @@ static void run_problem(bench *B, const problem *p, result *r)
         goto done;
     r->stream = plan->stream;
     op alt_op = o;
-    int ab = B->ab_stream || B->ab_kernels;
+    int ab = B->ab_stream || B->ab_kernels || B->ab_tuning.local || B->ab_tuning.block ||
+             B->ab_tuning.chunk_max;
     if (ab && ab_plan(B, p, plan, &alt_op, backward ? b.dx : b.y, outs, backward ? bytes : ybytes,
                       &alt_plan, r))
         goto done;
@@ -1156,7 +1165,7 @@ static void print_row(const bench *B, const problem *p, const result *r, int wid
         printf("  streaming %s: %.3f ms (%.2fx)", r->stream ? "off" : "on", r->other_ms,
                r->other_ms / r->ms);
     else if (r->other_ms > 0)
-        printf("  other kernels: %.3f ms (%.2fx), differ by %.3g", r->other_ms,
+        printf("  other plan: %.3f ms (%.2fx), differ by %.3g", r->other_ms,
                r->other_ms / r->ms, r->other_diff);
     puts(r->status == ROW_FAIL ? "  FAIL" : "");
 }
@@ -1279,6 +1288,22 @@ static const char *option_value(int argc, char **argv, int *i, const char *name)
     return argv[++*i];
 }
 
+/* --ab's NAME=N: 1 and *out set where v is NAME= and a power of two in [least, most]. */
+static int ab_tuning_value(const char *v, const char *name, size_t least, size_t most,
+                           size_t *out)
+{
+    size_t len = strlen(name);
+    if (strncmp(v, name, len) != 0)
+        return 0;
+    char *end;
+    unsigned long n = strtoul(v + len, &end, 10);
+    if (v[len] < '0' || v[len] > '9' || *end || n < least || n > most || (n & (n - 1)))
+        bad_usage("--ab %s wants a power of two from %zu to %zu, got '%s'", name, least, most,
+                  v + len);
+    *out = n;
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
     const char *device = NULL;
@@ -1303,8 +1328,11 @@ int main(int argc, char **argv)
                 B.ab_stream = 1;
             else if (strncmp(v, "kernels=", 8) == 0 && v[8])
                 B.ab_kernels = v + 8;
-            else
-                bad_usage("--ab wants 'stream' or 'kernels=DIR', got '%s'", v);
+            else if (!ab_tuning_value(v, "local=", 1, 1024, &B.ab_tuning.local) &&
+                     !ab_tuning_value(v, "block=", 256, 1 << 20, &B.ab_tuning.block) &&
+                     !ab_tuning_value(v, "chunk=", 8, 1 << 22, &B.ab_tuning.chunk_max))
+                bad_usage("--ab wants stream, kernels=DIR, local=N, block=N or chunk=N, got '%s'",
+                          v);
         } else if (strcmp(argv[i], "--list") == 0) {
             list = 1;
         } else if (strcmp(argv[i], "--tune") == 0) {

@@ -208,8 +208,8 @@ CLNORM_API size_t clnorm_plan_stats_count(const clnorm_plan *plan); /* C, N, N*C
  *             plans whose samples fit in cache add 8 bytes per C*D element for each of at
  *             most 8 work-items per compute unit. A backward that recomputes the statistics
  *             (no save_*) or uses running ones also allocates forward's; one with an
- *             activation and no bufs.dresidual adds a tensor of x's size (dy*act'(z)), not
- *             counted in CLNORM_SCRATCH_BACKWARD.
+ *             activation and no bufs.dresidual adds a tensor of x's size (dy*act'(z)):
+ *             CLNORM_SCRATCH_EPILOGUE, apart from CLNORM_SCRATCH_BACKWARD.
  * A pass whose scratch exceeds the device's largest allocation gives
  * CLNORM_ERROR_UNSUPPORTED, or over its memory CLNORM_ERROR_OUT_OF_MEMORY, with the sizes in
  * last_error; nothing is written. Plan creation never fails for scratch.
@@ -217,7 +217,10 @@ CLNORM_API size_t clnorm_plan_stats_count(const clnorm_plan *plan); /* C, N, N*C
 typedef enum clnorm_scratch {
     CLNORM_SCRATCH_HELD,    /* bytes allocated by the plan so far */
     CLNORM_SCRATCH_FORWARD, /* bytes forward's passes use (allocated or not yet) */
-    CLNORM_SCRATCH_BACKWARD /* bytes backward's own passes use, besides forward's */
+    CLNORM_SCRATCH_BACKWARD, /* bytes backward's own passes use, besides forward's */
+    /* bytes a backward with an activation and no bufs.dresidual adds for dy*act'(z), x's size
+     * (0 without an activation) */
+    CLNORM_SCRATCH_EPILOGUE
 } clnorm_scratch;
 CLNORM_API size_t clnorm_plan_scratch_bytes(const clnorm_plan *plan, clnorm_scratch which);
 
