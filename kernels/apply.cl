@@ -24,7 +24,7 @@
     {                                                                                             \
         float8 h_ = HL8(x, skip, e);                                                              \
         if (sum)                                                                                  \
-            XSTORE8(h_, sum, e);                                                                  \
+            XOUT8(h_, sum, e);                                                                    \
         float8 z_ = (h_ - (M)) * (S) + (B);                                                       \
         if (residual)                                                                             \
             z_ += LOAD8(residual, e);                                                             \
