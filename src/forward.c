@@ -162,13 +162,14 @@ static clnorm_status enqueue_fused(clnorm_plan *plan, clnorm_chain *chain, clnor
         /* the running statistics: normalized with (INFERENCE) or updated (TRAINING) here */
         cl_ulong N = d->n, C = d->c, D = d->d;
         cl_int from_running = use_running, update = mode == CLNORM_TRAINING && b->running_mean;
-        clnorm_karg args[] = {KARG(b->x),           KARG(b->skip),          KARG(b->y),
-                              KARG(b->gamma),       KARG(b->beta),          KARG(b->save_mean),
-                              KARG(b->save_invstd), KARG(b->running_mean),  KARG(b->running_var),
-                              KARG(N),              KARG(C),                KARG(D),
-                              KARG(block),          KARG(d->eps),           KARG(d->momentum),
-                              KARG(from_running),   KARG(update),           KARG(b->residual),
-                              KARG(b->sum),         KARG(act),              KARG(d->activation_alpha)};
+        clnorm_karg args[] = {KARG(b->x),           KARG(b->skip),         KARG(b->y),
+                              KARG(b->gamma),       KARG(b->beta),         KARG(b->save_mean),
+                              KARG(b->save_invstd), KARG(b->running_mean), KARG(b->running_var),
+                              KARG(N),              KARG(C),               KARG(D),
+                              KARG(block),          KARG(d->eps),          KARG(d->momentum),
+                              KARG(from_running),   KARG(update),          KARG(b->residual),
+                              KARG(b->sum),         KARG(act),
+                              KARG(d->activation_alpha)};
         if ((s = clnorm_set_args(plan->ctx, plan->fused, name, args, 21)))
             return s;
         return clnorm_chain_step(chain, plan->fused, name, C, plan->fused_local);
