@@ -134,6 +134,26 @@ static void release_all(cl_mem *mems, size_t count)
             clReleaseMemObject(mems[i]);
 }
 
+/* The call's inputs from e: x, and skip, residual, gamma, beta and the running statistics where
+ * the case has them. */
+static void inputs_make(const ecase *ec, const edata *e, clnorm_buffers *b)
+{
+    size_t bytes = e->total * e->es;
+    b->x = harness_buffer(e->xs, bytes);
+    if (ec->skip)
+        b->skip = harness_buffer(e->ss, bytes);
+    if (ec->residual)
+        b->residual = harness_buffer(e->rs, bytes);
+    if (ec->gamma)
+        b->gamma = harness_buffer(e->gamma, e->np * 4);
+    if (ec->beta)
+        b->beta = harness_buffer(e->beta, e->np * 4);
+    if (ec->running) {
+        b->running_mean = harness_buffer(e->rm, ec->desc.c * 4);
+        b->running_var = harness_buffer(e->rv, ec->desc.c * 4);
+    }
+}
+
 /* The largest |act'| (LEAKY_RELU: its slope; GELU's reaches 1.13). */
 static double act_slope(const clnorm_desc *d)
 {
@@ -167,22 +187,10 @@ static void forward_case(const ecase *ec)
     clnorm_plan *plan;
     CLNORM_OK(ctx, clnorm_plan_create(ctx, d, &plan));
     clnorm_buffers b = {0};
-    b.x = harness_buffer(e.xs, total * e.es);
+    inputs_make(ec, &e, &b);
     b.y = ec->in_place ? b.x : harness_buffer(NULL, total * e.es);
-    if (ec->skip)
-        b.skip = harness_buffer(e.ss, total * e.es);
     if (ec->sum)
         b.sum = ec->in_place ? b.skip : harness_buffer(NULL, total * e.es);
-    if (ec->residual)
-        b.residual = harness_buffer(e.rs, total * e.es);
-    if (ec->gamma)
-        b.gamma = harness_buffer(e.gamma, e.np * 4);
-    if (ec->beta)
-        b.beta = harness_buffer(e.beta, e.np * 4);
-    if (ec->running) {
-        b.running_mean = harness_buffer(e.rm, d->c * 4);
-        b.running_var = harness_buffer(e.rv, d->c * 4);
-    }
     if (ec->save) {
         b.save_mean = harness_buffer(NULL, groups * 4);
         b.save_invstd = harness_buffer(NULL, groups * 4);
@@ -343,27 +351,15 @@ static void backward_case(const ecase *ec)
     clnorm_plan *plan;
     CLNORM_OK(ctx, clnorm_plan_create(ctx, d, &plan));
     clnorm_buffers b = {0};
-    b.x = harness_buffer(e.xs, total * e.es);
+    inputs_make(ec, &e, &b);
     b.dy = harness_buffer(e.dys, total * e.es);
     b.dx = ec->in_place ? b.dy : harness_buffer(NULL, total * e.es);
-    if (ec->skip)
-        b.skip = harness_buffer(e.ss, total * e.es);
     if (ec->sum)
         b.sum = harness_buffer(hs, total * e.es);
-    if (ec->residual)
-        b.residual = harness_buffer(e.rs, total * e.es);
     if (ec->dresidual)
         b.dresidual = harness_buffer(NULL, total * e.es);
-    if (ec->gamma)
-        b.gamma = harness_buffer(e.gamma, np * 4);
-    if (ec->beta)
-        b.beta = harness_buffer(e.beta, np * 4);
     b.dgamma = harness_buffer(NULL, np * 4);
     b.dbeta = harness_buffer(NULL, np * 4);
-    if (ec->running) {
-        b.running_mean = harness_buffer(e.rm, d->c * 4);
-        b.running_var = harness_buffer(e.rv, d->c * 4);
-    }
     if (ec->save) {
         float *sm = malloc(groups * 4), *si = malloc(groups * 4);
         for (size_t g = 0; g < groups; ++g) {
@@ -752,11 +748,7 @@ START_TEST(same_input_gives_same_bits)
         clnorm_plan *plan;
         CLNORM_OK(ctx, clnorm_plan_create(ctx, &ec.desc, &plan));
         clnorm_buffers b = {0};
-        b.x = harness_buffer(e.xs, e.total * 4);
-        b.skip = harness_buffer(e.ss, e.total * 4);
-        b.residual = harness_buffer(e.rs, e.total * 4);
-        b.gamma = harness_buffer(e.gamma, e.np * 4);
-        b.beta = harness_buffer(e.beta, e.np * 4);
+        inputs_make(&ec, &e, &b);
         float *first = malloc(e.total * 4), *again = malloc(e.total * 4);
         for (int run = 0; run < 2; ++run) {
             b.y = harness_buffer(NULL, e.total * 4);
@@ -795,10 +787,7 @@ START_TEST(epilogue_scratch_is_reported_and_taken_only_without_dresidual)
     ck_assert_uint_eq(clnorm_plan_scratch_bytes(plan, CLNORM_SCRATCH_EPILOGUE), e.total * 4);
     ck_assert_uint_eq(clnorm_plan_scratch_bytes(none, CLNORM_SCRATCH_EPILOGUE), 0);
     clnorm_buffers b = {0};
-    b.x = harness_buffer(e.xs, e.total * 4);
-    b.residual = harness_buffer(e.rs, e.total * 4);
-    b.gamma = harness_buffer(e.gamma, e.np * 4);
-    b.beta = harness_buffer(e.beta, e.np * 4);
+    inputs_make(&ec, &e, &b);
     b.y = harness_buffer(NULL, e.total * 4);
     b.save_mean = harness_buffer(NULL, ec.desc.c * 4);
     b.save_invstd = harness_buffer(NULL, ec.desc.c * 4);
