@@ -755,14 +755,6 @@ static const op *unfused_make(bench *B, const problem *p, const clnorm_buffers *
 
 /* ---- one problem ----------------------------------------------------------------------- */
 
-/* Element i of a stored tensor, as a double. */
-static double stored_value(clnorm_dtype dtype, const void *data, size_t i)
-{
-    double v;
-    ref_load(dtype, (const unsigned char *)data + i * clnorm_dtype_size(dtype), &v, 1);
-    return v;
-}
-
 /*
  * --ab: the other plan of problem p, run once on alt's buffers (those of the checked call) and
  * its output (out_bytes of `out`, whose checked bytes are `want`) compared: the streaming-store
@@ -803,12 +795,23 @@ static int ab_plan(bench *B, const problem *p, const clnorm_plan *plan, op *alt,
         return -1;
     }
     int same = memcmp(again, want, out_bytes) == 0;
-    clnorm_dtype t = p->pass == PASS_BACKWARD ? d->dtype : clnorm_y_storage(d);
-    size_t count = out_bytes / clnorm_dtype_size(t);
-    for (size_t i = 0; !same && i < count; ++i) {
-        double diff = fabs(stored_value(t, again, i) - stored_value(t, want, i));
-        if (!(diff <= r->other_diff))
-            r->other_diff = diff; /* NaN where one is NaN and the other not */
+    if (!same) {
+        clnorm_dtype t = p->pass == PASS_BACKWARD ? d->dtype : clnorm_y_storage(d);
+        size_t count = out_bytes / clnorm_dtype_size(t);
+        double *got = to_double(t, again, count), *ref = to_double(t, want, count);
+        int ok = got && ref;
+        for (size_t i = 0; ok && i < count; ++i) {
+            double diff = fabs(got[i] - ref[i]);
+            if (!(diff <= r->other_diff))
+                r->other_diff = diff; /* NaN where either is NaN */
+        }
+        free(got);
+        free(ref);
+        if (!ok) {
+            set_message(r, "out of host memory");
+            free(again);
+            return -1;
+        }
     }
     free(again);
     if (B->ab_stream && !same) {
