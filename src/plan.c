@@ -579,14 +579,14 @@ static clnorm_status plan_make(clnorm_context *ctx, const clnorm_desc *desc, int
     size_t ct = wide && v->R % 64 == 0 ? 64 : wide && v->R % 32 == 0 ? 32 : cols;
     plan->narrow = narrow;
     plan->col_tile = ct;
+    plan->bwd_col_tile = ct;
+    if (!gpu && d->activation && v->S == 1 && v->R > 1 && (v->R % 32 == 0))
+        plan->bwd_col_tile = v->R % 64 == 0 ? 64 : 32;
     /* Non-temporal stores for outputs too large to be read back from cache (forward's y,
      * backward's dx in x's storage; the larger decides, one flag for both programs). */
     size_t xsize = clnorm_dtype_size(d->dtype), ysize = clnorm_dtype_size(clnorm_y_storage(d));
     size_t out_bytes = plan->elements * (xsize > ysize ? xsize : ysize);
     plan->stream = ctx->tuning.stream_min && out_bytes >= ctx->tuning.stream_min;
-    plan->bwd_col_tile = ct;
-    if (!gpu && d->activation && v->S == 1 && v->R > 1 && (v->R % 32 == 0))
-        plan->bwd_col_tile = v->R % 64 == 0 ? 64 : 32;
 
     /* Only GPU programs hold the work-group kernels (CLNORM_WG): CPUs never run them, and
      * compiling them cost a CPU program's first build time. The forward program is built now;
