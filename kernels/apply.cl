@@ -400,3 +400,87 @@ __kernel void norm_slab(__global const store_t *x, __global const store_t *skip,
                      y, i + c);
     stream_end();
 }
+
+#if CLNORM_APPLY == 1
+/* One column tile of norm_cols: T float8 (eight channels from c, C % 8 == 0) or float (channel
+ * c); VL / VS load and store its per-channel values, HX / EPI / OUT read x and write y. */
+#define NORM_COLS(T, VL, VS, HX, LD, EPI, OUT)                                                    \
+    {                                                                                             \
+        T m, invstd;                                                                              \
+        if (use_running) {                                                                        \
+            m = VL(running_mean);                                                                 \
+            invstd = rsqrt(VL(running_var) + eps);                                                \
+        } else {                                                                                  \
+            float n = 0.0f;                                                                       \
+            T mean = (T)(0.0f), m2 = (T)(0.0f), shift = (T)(0.0f);                                \
+            for (ulong q0 = 0; q0 < rows; q0 += block) {                                          \
+                ulong q1 = min(block, rows - q0), i0 = q0 * C + c;                                \
+                T bm, bm2;                                                                        \
+                COLUMN_STATS(T, HX, i0, C, 0, q1, bm, bm2)                                        \
+                bm2 = select(bm2, (T)(0.0f), bm2 < (T)(0.0f));                                    \
+                if (q0 == 0)                                                                      \
+                    shift = bm;                                                                   \
+                float nb = (float)q1, nn = n + nb;                                                \
+                T delta = (bm - shift) - mean;                                                    \
+                mean += delta * (nb / nn);                                                        \
+                m2 += bm2 + delta * delta * (n * (nb / nn));                                      \
+                n = nn;                                                                           \
+            }                                                                                     \
+            mean += shift;                                                                        \
+            m = mean;                                                                             \
+            invstd = rsqrt(m2 / n + eps);                                                         \
+            if (save_mean)                                                                        \
+                VS(mean, save_mean);                                                              \
+            if (save_invstd)                                                                      \
+                VS(invstd, save_invstd);                                                          \
+            if (update_running) {                                                                 \
+                VS((1.0f - momentum) * VL(running_mean) + momentum * mean, running_mean);         \
+                VS((1.0f - momentum) * VL(running_var) + momentum * (m2 / (n - 1.0f)),            \
+                   running_var);                                                                  \
+            }                                                                                     \
+        }                                                                                         \
+        T s = gamma ? invstd * VL(gamma) : invstd, b = beta ? VL(beta) : (T)(0.0f);               \
+        for (ulong i = c, end = rows * C; i < end; i += C)                                        \
+            if (epi)                                                                              \
+                EPI(i, m, s, b)                                                                   \
+            else                                                                                  \
+                OUT((HX(x, i) - m) * s + b, y, i);                                                \
+    }
+#define COLS_VL8(p) vload8(0, (p) + c)
+#define COLS_VS8(v, p) vstore8(v, 0, (p) + c)
+#define COLS_VL1(p) (p)[c]
+#define COLS_VS1(v, p) ((p)[c] = (v))
+
+/*
+ * Fused forward of small channels-last BATCH problems (CPU), the counterpart of norm_channels,
+ * with its arguments: N*D rows of C channels, channel c's elements at q*C + c. One work-item per
+ * tile of eight channels (C % 8 == 0; vectors along the row) or per channel (other C) computes
+ * the statistics (blocks of `block` rows, two-pass each, merged in order by Chan's formula relative
+ * to the first block's means), writes save_*, updates or reads the running statistics, and
+ * writes y over the rows, read again from cache: the whole call in one launch.
+ */
+__kernel void norm_cols(__global const store_t *x, __global const store_t *skip,
+                        __global ystore_t *y, __global const float *gamma,
+                        __global const float *beta, __global float *save_mean,
+                        __global float *save_invstd, __global float *running_mean,
+                        __global float *running_var, ulong N, ulong C, ulong D, ulong block,
+                        float eps, float momentum, int use_running, int update_running,
+                        __global const store_t *residual, __global store_t *sum, int act,
+                        float alpha)
+{
+    int epi = skip || residual || sum || act;
+    ulong t = get_global_id(0), rows = N * D;
+    if (C % 8 == 0) {
+        ulong c = 8 * t;
+        if (c >= C)
+            return;
+        NORM_COLS(float8, COLS_VL8, COLS_VS8, HX8, LOAD8, EPI8, OUT8)
+    } else {
+        ulong c = t;
+        if (c >= C)
+            return;
+        NORM_COLS(float, COLS_VL1, COLS_VS1, HX1, LOAD1, EPI1, STORE1)
+    }
+    stream_end();
+}
+#endif

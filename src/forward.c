@@ -172,7 +172,7 @@ static clnorm_status enqueue_fused(clnorm_plan *plan, clnorm_chain *chain, clnor
                               KARG(d->activation_alpha)};
         if ((s = clnorm_set_args(plan->ctx, plan->fused, name, args, 21)))
             return s;
-        return clnorm_chain_step(chain, plan->fused, name, C, plan->fused_local);
+        return clnorm_chain_step(chain, plan->fused, name, plan->fused_items, plan->fused_local);
     }
     if (plan->fused_slab) {
         clnorm_karg args[] = {KARG(b->x),           KARG(b->skip),      KARG(b->y),
@@ -194,8 +194,8 @@ static clnorm_status enqueue_fused(clnorm_plan *plan, clnorm_chain *chain, clnor
                               KARG(act),          KARG(d->activation_alpha)};
         s = clnorm_set_args(plan->ctx, plan->fused, name, args, 20);
     }
-    size_t items = plan->fused_slab ? P : G;
-    if (s || (s = clnorm_chain_step(chain, plan->fused, name, items, plan->fused_local)))
+    if (s ||
+        (s = clnorm_chain_step(chain, plan->fused, name, plan->fused_items, plan->fused_local)))
         return s;
     if (b->running_mean && mode == CLNORM_TRAINING)
         return enqueue_finalize(plan, chain, mode, b, 1, Q, S, 1, NULL, NULL);

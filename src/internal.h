@@ -158,7 +158,7 @@ int clnorm_make_dirs(const char *path);
 /* The epilogue gradient's scratch (dy*act'(z), x's size), where backward needs one (plan.c). */
 size_t clnorm_plan_epilogue_bytes(const clnorm_plan *plan);
 
-/* The fused forward kernel's name: norm_rows, norm_slab or norm_channels (plan.c). */
+/* The fused forward kernel's name: norm_rows, norm_slab, norm_channels or norm_cols (plan.c). */
 const char *clnorm_fused_name(const clnorm_plan *plan);
 
 /* Fills ctx->tuning: defaults for the device class, or the saved file (tune.c). */
@@ -212,12 +212,14 @@ struct clnorm_plan {
      * (norm_rows), one work-item per row of view.S elements in blocks of fused_block; NULL when
      * the plan takes the separate passes. */
     cl_kernel fused;
-    size_t fused_block, fused_local;
+    /* fused_items: its work-items (rows, samples or channel tiles) */
+    size_t fused_block, fused_local, fused_items;
     /* fused_slab: the kernel is norm_slab (channels-last INSTANCE and GROUP: one work-item per
      * sample, blocks of fused_block rows) */
     int fused_slab;
-    /* fused_channels: the kernel is norm_channels (small channels-first BATCH: one work-item per
-     * channel, running statistics read or updated in the kernel, one launch in every mode) */
+    /* fused_channels: the kernel is norm_channels or norm_cols (small BATCH, channels-first or
+     * channels-last: one work-item per channel, or per eight channels-last ones, running
+     * statistics read or updated in the kernel, one launch in every mode) */
     int fused_channels;
     /* Each of its kernels' most work-items per group (clnorm_kernel_max_local), read when the
      * kernel is created, so that launches need not ask the driver. */

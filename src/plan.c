@@ -191,10 +191,12 @@ static void choose_fused(clnorm_plan *plan, int narrow)
     clnorm_kind kind = plan->desc.kind;
     if (info->cls != CLNORM_CLASS_CPU)
         return;
-    if (kind == CLNORM_BATCH && plan->apply_mode == 0 &&
-        plan->elements * clnorm_dtype_size(plan->desc.dtype) <= SMALL_BYTES) {
-        /* small channels-first BATCH: a work-item per channel does the whole call */
-        items = plan->desc.c;
+    size_t bytes = plan->elements * clnorm_dtype_size(plan->desc.dtype);
+    if (kind == CLNORM_BATCH && bytes <= SMALL_BYTES) {
+        /* small BATCH: a work-item per channel (channels-last: per eight, when C % 8 == 0) does
+         * the whole call */
+        size_t c = plan->desc.c;
+        items = plan->apply_mode == 1 && c % 8 == 0 ? c / 8 : c;
         plan->fused_block = plan->ctx->tuning.block;
         plan->fused_channels = 1;
     } else if (v->Q == 1 && v->members == 1 && v->S <= FUSED_MAX_ROW) {
@@ -209,10 +211,11 @@ static void choose_fused(clnorm_plan *plan, int narrow)
     } else {
         return;
     }
+    plan->fused_items = items;
     plan->fused_local = clnorm_plan_items_local(plan, items);
     /* A small problem takes it even with too few rows for every core: one launch, where the
      * blocked passes take three, costs less than the cores it leaves idle. */
-    if (!plan->fused_local && plan->elements * clnorm_dtype_size(plan->desc.dtype) <= SMALL_BYTES)
+    if (!plan->fused_local && bytes <= SMALL_BYTES)
         plan->fused_local = 1;
     if (!plan->fused_local) {
         plan->fused_block = 0;
@@ -226,7 +229,9 @@ static clnorm_status create_kernel(clnorm_plan *plan, cl_program program, const 
 
 const char *clnorm_fused_name(const clnorm_plan *plan)
 {
-    return plan->fused_slab ? "norm_slab" : plan->fused_channels ? "norm_channels" : "norm_rows";
+    if (plan->fused_channels)
+        return plan->apply_mode == 1 ? "norm_cols" : "norm_channels";
+    return plan->fused_slab ? "norm_slab" : "norm_rows";
 }
 
 size_t clnorm_kernel_max_local(const clnorm_context *ctx, cl_kernel kernel)
