@@ -178,8 +178,8 @@ inline void merge_run(__global const store_t *x, __global const store_t *skip, u
  * row of S elements, group g at x + g*S) whose row fits in a CPU core's cache. One work-item per
  * row: the row's statistics by blocks of `block` elements, each two-pass (run_stats), merged in
  * order by Chan's formula; then y over the same row, which is read again from cache rather than
- * from memory. Writes stats, save_mean / save_invstd when given, and the group's (mean, M2) as
- * its single partial, for stats_finalize when running statistics need the whole batch.
+ * from memory. Writes save_mean / save_invstd, stats, and the group's (mean, M2) as its single
+ * partial (for stats_finalize when running statistics need the whole batch), each when given.
  *
  * Parameters: LAYER and RMS take gamma / beta per element of the row; the other kinds per
  * channel, a row being nseg channels of S / nseg elements from channel (g mod gps) * nseg
@@ -202,15 +202,19 @@ __kernel void norm_rows(__global const store_t *x, __global const store_t *skip,
     float n = 0.0f, mean = 0.0f, m2 = 0.0f, shift = 0.0f;
     merge_run(x, skip, row0, S, block, &n, &mean, &m2, &shift);
     mean += shift;
-    part[2 * g] = mean;
-    part[2 * g + 1] = m2;
+    if (part) {
+        part[2 * g] = mean;
+        part[2 * g + 1] = m2;
+    }
     /* RMS: no mean; its square joins the second moment instead */
     float invstd = rsqrt(m2 / n + (rms ? mean * mean : 0.0f) + eps);
     float m = rms ? 0.0f : mean;
-    stats[g] = m;
+    if (stats) {
+        stats[g] = m;
+        stats[ngroups + g] = invstd;
+    }
     if (save_mean && !rms)
         save_mean[g] = mean;
-    stats[ngroups + g] = invstd;
     if (save_invstd)
         save_invstd[g] = invstd;
 
@@ -332,8 +336,8 @@ inline void merge8(__global float *pm, __global float *pm2, __global float *psh,
  * L1), every column's (mean, M2) merged block after block in order by Chan's formula, kept in
  * the sample's table entries (relative to its first block's mean, as stats_finalize merges);
  * then each group's `members` columns merged in order; then the table is rewritten with (mean, invstd*gamma, beta) and y computed over the slab, re-read from
- * cache. Writes stats, save_*, the table, and every column's (mean, M2) as its single partial
- * (for stats_finalize when running statistics need the whole batch).
+ * cache. Writes the table, and save_*, stats and every column's (mean, M2) as its single
+ * partial (for stats_finalize when running statistics need the whole batch), each when given.
  */
 __kernel void norm_slab(__global const store_t *x, __global const store_t *skip,
                         __global ystore_t *y, __global float *part, __global float *stats,
@@ -370,15 +374,19 @@ __kernel void norm_slab(__global const store_t *x, __global const store_t *skip,
             float cm = tm[c] + tb[c];
             if (j == 0)
                 gshift = cm;
-            part[2 * (p * R + c)] = cm;
-            part[2 * (p * R + c) + 1] = ts[c];
+            if (part) {
+                part[2 * (p * R + c)] = cm;
+                part[2 * (p * R + c) + 1] = ts[c];
+            }
             chan_merge(&gn, &gm, &gm2, n, cm - gshift, ts[c]);
         }
         gm += gshift;
         float invstd = rsqrt(gm2 / gn + eps);
         ulong gi = p * groups + k;
-        stats[gi] = gm;
-        stats[ngroups + gi] = invstd;
+        if (stats) {
+            stats[gi] = gm;
+            stats[ngroups + gi] = invstd;
+        }
         if (save_mean)
             save_mean[gi] = gm;
         if (save_invstd)

@@ -6,7 +6,10 @@
  * list. The gate opens (CL_COMPLETE) only when every command of the call was enqueued; when an
  * enqueue fails part-way, it is set to an error instead, which terminates the commands already
  * enqueued before any of them ran. So a call that returns an error has written nothing, whatever
- * command the driver refused (DESIGN.md section 2).
+ * command the driver refused (DESIGN.md section 2). A call of a single command with nothing to
+ * wait for takes no gate (chain.single): its one enqueue either fails, leaving nothing, or
+ * succeeds. That saves a user event's making, opening and release in the calls of small
+ * problems, whose cost is mostly the host's.
  *
  * Events are held. PoCL (3.1 and others) aborts the process when the last reference to a pending
  * command's event goes while one of its dependencies is still pending and later fails: failure
@@ -53,10 +56,11 @@ static cl_int status_of(cl_event event)
 
 static int resolved(cl_event event) { return status_of(event) <= CL_COMPLETE; }
 
-static int held_resolved(const clnorm_held *h)
+/* last: the status of the record's last event */
+static int held_resolved(const clnorm_held *h, cl_int last)
 {
     /* A command completes only after its dependencies did: a complete last event settles it. */
-    if (status_of(h->events[h->count - 1]) == CL_COMPLETE)
+    if (last == CL_COMPLETE)
         return 1;
     for (cl_uint i = 0; i < h->count; ++i)
         if (!resolved(h->events[i]))
@@ -86,14 +90,23 @@ static pthread_mutex_t orphans_lock = PTHREAD_MUTEX_INITIALIZER;
 static clnorm_held *orphans, **orphans_tail = &orphans;
 static _Atomic int orphans_count;
 
+static cl_int last_status(const clnorm_held *h) { return status_of(h->events[h->count - 1]); }
+
 /* Up to REAP_LOOKS records from the front of *head: resolved ones onto *done, pending ones to
- * the back, so that one that stays pending does not keep the others. */
-static void look(clnorm_held **head, clnorm_held ***tail, clnorm_held **done, int *removed)
+ * the back, so that one that stays pending does not keep the others. in_order: the records are
+ * one in-order queue's calls, so while the front one's last command is still to run, so are
+ * every later one's, and the look ends there (a pipeline of pending calls costs one query per
+ * call, not REAP_LOOKS). */
+static void look(clnorm_held **head, clnorm_held ***tail, clnorm_held **done, int *removed,
+                 int in_order)
 {
     for (int i = 0; i < REAP_LOOKS && *head; ++i) {
         clnorm_held *h = *head;
+        cl_int last = last_status(h);
+        if (in_order && last > CL_COMPLETE)
+            break;
         *head = h->next;
-        if (held_resolved(h)) {
+        if (held_resolved(h, last)) {
             h->next = *done;
             *done = h;
             ++*removed;
@@ -110,12 +123,12 @@ void clnorm_held_reap(clnorm_context *ctx)
     clnorm_held *done = NULL;
     int removed = 0;
     pthread_mutex_lock(&ctx->held_lock);
-    look(&ctx->held, &ctx->held_tail, &done, &removed);
+    look(&ctx->held, &ctx->held_tail, &done, &removed, !ctx->out_of_order);
     pthread_mutex_unlock(&ctx->held_lock);
     if (atomic_load(&orphans_count) > 0) {
         int gone = 0;
         pthread_mutex_lock(&orphans_lock);
-        look(&orphans, &orphans_tail, &done, &gone);
+        look(&orphans, &orphans_tail, &done, &gone, 0);
         atomic_fetch_sub(&orphans_count, gone);
         pthread_mutex_unlock(&orphans_lock);
     }
@@ -135,7 +148,7 @@ void clnorm_held_release(clnorm_context *ctx)
     pthread_mutex_unlock(&ctx->held_lock);
     while (h) {
         clnorm_held *next = h->next;
-        if (held_resolved(h)) {
+        if (held_resolved(h, last_status(h))) {
             held_free(h);
         } else {
             pthread_mutex_lock(&orphans_lock);
@@ -167,7 +180,8 @@ size_t clnorm_halve_to(size_t n, size_t most)
 
 /* The call's record, its first entries the first command's wait list: the caller's events, on
  * an out-of-order queue the plan's previous call (it shares this call's scratch) unless that
- * has already resolved, and the gate. Allocated before anything is enqueued, so that running
+ * has already resolved, and the gate (none for a single command that waits on nothing).
+ * Allocated before anything is enqueued, so that running
  * out of memory fails the call, not the keeping of its events. */
 static clnorm_status record_begin(clnorm_chain *chain)
 {
@@ -177,15 +191,18 @@ static clnorm_status record_begin(clnorm_chain *chain)
     clnorm_held *h = malloc(sizeof *h + capacity * sizeof(cl_event));
     if (!h)
         return clnorm_fail(ctx, CLNORM_ERROR_OUT_OF_MEMORY, "the call's events: out of memory");
-    cl_int err;
-    cl_event gate = clCreateUserEvent(ctx->cl, &err);
-    if (err != CL_SUCCESS) {
-        free(h);
-        return clnorm_fail_cl(ctx, err, "clCreateUserEvent", "the call's gate");
-    }
     if (plan->last && resolved(plan->last)) {
         clReleaseEvent(plan->last);
         plan->last = NULL;
+    }
+    cl_event gate = NULL;
+    if (!chain->single || chain->num_wait || (ctx->out_of_order && plan->last)) {
+        cl_int err;
+        gate = clCreateUserEvent(ctx->cl, &err);
+        if (err != CL_SUCCESS) {
+            free(h);
+            return clnorm_fail_cl(ctx, err, "clCreateUserEvent", "the call's gate");
+        }
     }
     h->count = 0;
     for (cl_uint i = 0; i < chain->num_wait; ++i) {
@@ -196,7 +213,8 @@ static clnorm_status record_begin(clnorm_chain *chain)
         clRetainEvent(plan->last);
         h->events[h->count++] = plan->last;
     }
-    h->events[h->count++] = gate;
+    if (gate)
+        h->events[h->count++] = gate;
     chain->gate = gate;
     chain->first = h->count;
     chain->record = h;
@@ -222,8 +240,8 @@ static clnorm_status next_command(clnorm_chain *chain, const char *name, const c
     if (!chain->record && (status = record_begin(chain)))
         return status;
     clnorm_held *h = chain->record;
-    *list = chain->steps ? &h->events[h->count - 1] : h->events;
     *count = chain->steps ? 1 : chain->first;
+    *list = chain->steps ? &h->events[h->count - 1] : *count ? h->events : NULL;
     return CLNORM_SUCCESS;
 }
 
@@ -299,7 +317,8 @@ clnorm_status clnorm_chain_end(clnorm_chain *chain, clnorm_status status, cl_eve
         if ((status = record_begin(chain)) == CLNORM_SUCCESS) {
             clnorm_held *h = chain->record;
             cl_event event = NULL;
-            cl_int err = clEnqueueMarkerWithWaitList(ctx->queue, chain->first, h->events, &event);
+            cl_int err = clEnqueueMarkerWithWaitList(
+                ctx->queue, chain->first, chain->first ? h->events : NULL, &event);
             if (err != CL_SUCCESS) {
                 status = clnorm_fail_cl(ctx, err, "clEnqueueMarkerWithWaitList", "n == 0");
             } else {

@@ -174,9 +174,13 @@ static clnorm_status enqueue_fused(clnorm_plan *plan, clnorm_chain *chain, clnor
             return s;
         return clnorm_chain_step(chain, plan->fused, name, plan->fused_items, plan->fused_local);
     }
+    /* The partials only for the merge that updates the running statistics; plan->stats, which
+     * nothing reads after this call, not at all: fewer buffers make a cheaper launch. */
+    int merge = b->running_mean && mode == CLNORM_TRAINING;
+    cl_mem part = merge ? plan->partials : NULL, none = NULL;
     if (plan->fused_slab) {
         clnorm_karg args[] = {KARG(b->x),           KARG(b->skip),      KARG(b->y),
-                              KARG(plan->partials), KARG(plan->stats),  KARG(G),
+                              KARG(part),           KARG(none),         KARG(G),
                               KARG(plan->table),    KARG(T),            KARG(b->gamma),
                               KARG(b->beta),        KARG(b->save_mean), KARG(b->save_invstd),
                               KARG(P),              KARG(Q),            KARG(R),
@@ -186,7 +190,7 @@ static clnorm_status enqueue_fused(clnorm_plan *plan, clnorm_chain *chain, clnor
         s = clnorm_set_args(plan->ctx, plan->fused, name, args, 22);
     } else {
         clnorm_karg args[] = {KARG(b->x),         KARG(b->skip),        KARG(b->y),
-                              KARG(plan->partials), KARG(plan->stats),  KARG(G),
+                              KARG(part),         KARG(none),           KARG(G),
                               KARG(b->gamma),     KARG(b->beta),        KARG(b->save_mean),
                               KARG(b->save_invstd), KARG(S),            KARG(block),
                               KARG(nseg),         KARG(gps),            KARG(d->eps),
@@ -197,7 +201,7 @@ static clnorm_status enqueue_fused(clnorm_plan *plan, clnorm_chain *chain, clnor
     if (s ||
         (s = clnorm_chain_step(chain, plan->fused, name, plan->fused_items, plan->fused_local)))
         return s;
-    if (b->running_mean && mode == CLNORM_TRAINING)
+    if (merge)
         return enqueue_finalize(plan, chain, mode, b, 1, Q, S, 1, NULL, NULL);
     return CLNORM_SUCCESS;
 }
@@ -256,6 +260,8 @@ clnorm_status clnorm_forward(clnorm_plan *plan, clnorm_mode mode, const clnorm_b
     clnorm_chain_begin(&chain, plan, num_wait, wait);
     if (plan->elements > 0 && !(s = clnorm_plan_forward_scratch(plan))) {
         if (plan->fused && (!use_running || plan->fused_channels)) {
+            /* one launch, unless the running statistics take the merge after it */
+            chain.single = plan->fused_channels || !(bufs->running_mean && mode == CLNORM_TRAINING);
             s = enqueue_fused(plan, &chain, mode, bufs, use_running);
         } else {
             s = use_running ? enqueue_running_table(plan, &chain, bufs)

@@ -381,6 +381,9 @@ typedef struct clnorm_chain {
     cl_event gate;              /* in the record */
     cl_uint first;              /* the record's entries the first command waits on */
     int steps;
+    /* The caller enqueues one command: with nothing to wait for, it needs no gate (a failed
+     * enqueue leaves nothing enqueued). Set after clnorm_chain_begin. */
+    int single;
 } clnorm_chain;
 
 /* Also reaps the context's held events that have resolved. */

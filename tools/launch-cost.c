@@ -3,8 +3,16 @@
  * back, one wait at the end), against a bare launch of an empty kernel on the same queue, and
  * how much of it is the host's (the time to enqueue alone).
  *
- *   launch-cost [--device SPEC] [PROBLEM...]   (forward-training problems; default: LAYER
- *                                              1x32x64, RMS 1x4096x1, LAYER 8x2048x1; f32)
+ *   launch-cost [--device SPEC] [PROBLEM...]   (forward problems, training or inference;
+ *                                              default: LAYER 1x32x64, RMS 1x4096x1, LAYER
+ *                                              8x2048x1; f32)
+ *
+ * Each call has gamma and beta, save_* in training, and BATCH's running statistics (updated in
+ * training, normalized with in inference), as in a network. Every round times the bare launch,
+ * then the row's calls, so that each ratio compares times measured side by side; a table row
+ * gives the medians over ROUNDS rounds. A second reference row is an empty kernel with the
+ * argument list of the fused row kernel (11 buffers, three of them NULL, and 9 scalars): the
+ * driver's cost of the arguments alone, below which no call with them can go.
  */
 #include <clnorm/clnorm.h>
 
@@ -16,6 +24,7 @@
 #include "problem.h"
 
 #define CALLS 2000
+#define ROUNDS 7
 
 static double now_s(void)
 {
@@ -30,60 +39,101 @@ static void die(const char *what, const char *detail)
     exit(1);
 }
 
-static double median5(double *v) /* sorts v */
-{
-    for (int i = 1; i < 5; ++i)
-        for (int j = i; j > 0 && v[j] < v[j - 1]; --j) {
-            double t = v[j];
-            v[j] = v[j - 1];
-            v[j - 1] = t;
-        }
-    return v[2];
-}
-
-/* Median over 5 rounds of (enqueue time, total time) per call, in microseconds. */
 typedef void (*enqueue_fn)(void *user);
 
-static void measure(enqueue_fn fn, void *user, cl_command_queue q, double *host_us,
-                    double *total_us)
+/* One round of CALLS calls: (enqueue time, total time) per call, in microseconds. */
+static void round_of(enqueue_fn fn, void *user, cl_command_queue q, double *host_us,
+                     double *total_us)
 {
-    double host[5], total[5];
-    for (int round = 0; round < 5; ++round) {
-        clFinish(q);
-        double t0 = now_s();
-        for (int i = 0; i < CALLS; ++i)
-            fn(user);
-        double t1 = now_s();
-        clFinish(q);
-        double t2 = now_s();
-        host[round] = (t1 - t0) / CALLS * 1e6;
-        total[round] = (t2 - t0) / CALLS * 1e6;
-    }
-    *host_us = median5(host);
-    *total_us = median5(total);
+    clFinish(q);
+    double t0 = now_s();
+    for (int i = 0; i < CALLS; ++i)
+        fn(user);
+    double t1 = now_s();
+    clFinish(q);
+    double t2 = now_s();
+    *host_us = (t1 - t0) / CALLS * 1e6;
+    *total_us = (t2 - t0) / CALLS * 1e6;
 }
 
-typedef struct bare {
+typedef struct launch {
     cl_command_queue q;
     cl_kernel k;
-} bare;
+} launch;
 
-static void bare_launch(void *user)
+static void kernel_launch(void *user)
 {
-    bare *b = user;
+    launch *b = user;
     size_t one = 1;
     clEnqueueNDRangeKernel(b->q, b->k, 1, NULL, &one, &one, 0, NULL, NULL);
 }
 
+/* Medians over ROUNDS rounds, each the bare launch's round and then fn's: fn's enqueue and total
+ * times, and its total over the bare launch's of the same round. */
+static void measure(enqueue_fn fn, void *user, launch *bare, double *host_us, double *total_us,
+                    double *ratio)
+{
+    double host[ROUNDS], total[ROUNDS], r[ROUNDS];
+    round_of(fn, user, bare->q, &host[0], &total[0]); /* warm-up */
+    for (int i = 0; i < ROUNDS; ++i) {
+        double bh, bt;
+        round_of(kernel_launch, bare, bare->q, &bh, &bt);
+        round_of(fn, user, bare->q, &host[i], &total[i]);
+        r[i] = total[i] / bt;
+    }
+    *host_us = median(host, ROUNDS);
+    *total_us = median(total, ROUNDS);
+    *ratio = median(r, ROUNDS);
+}
+
 typedef struct call {
     clnorm_plan *plan;
+    clnorm_mode mode;
     clnorm_buffers bufs;
 } call;
 
 static void norm_call(void *user)
 {
     call *c = user;
-    clnorm_forward(c->plan, CLNORM_TRAINING, &c->bufs, 0, NULL, NULL);
+    clnorm_forward(c->plan, c->mode, &c->bufs, 0, NULL, NULL);
+}
+
+static cl_mem zeros(clnorm_context *ctx, size_t count, float value)
+{
+    cl_int err;
+    size_t bytes = count * sizeof(float);
+    cl_mem m = clCreateBuffer(clnorm_context_cl(ctx), CL_MEM_READ_WRITE, bytes, NULL, &err);
+    if (err != CL_SUCCESS)
+        die("clCreateBuffer", "failed");
+    clEnqueueFillBuffer(clnorm_context_queue(ctx), m, &value, sizeof value, 0, bytes, 0, NULL,
+                        NULL);
+    return m;
+}
+
+static void row(const char *name, double host, double total, double ratio)
+{
+    printf("| %-44s | %8.2f | %8.2f | %.2f |\n", name, host, total, ratio);
+}
+
+/* Sets the argument list of `floor_args` (see the top). */
+static void set_floor_args(cl_kernel k, cl_mem m)
+{
+    cl_mem none = NULL;
+    cl_ulong u = 1;
+    cl_float f = 1.0f;
+    cl_int i = 0;
+    static const int buffers[] = {0, 2, 3, 4, 6, 7, 8, 9}, nulls[] = {1, 16, 17};
+    for (size_t j = 0; j < COUNT(buffers); ++j)
+        clSetKernelArg(k, (cl_uint)buffers[j], sizeof m, &m);
+    for (size_t j = 0; j < COUNT(nulls); ++j)
+        clSetKernelArg(k, (cl_uint)nulls[j], sizeof none, &none);
+    for (cl_uint j = 10; j < 14; ++j)
+        clSetKernelArg(k, j, sizeof u, &u);
+    clSetKernelArg(k, 5, sizeof u, &u);
+    clSetKernelArg(k, 14, sizeof f, &f);
+    clSetKernelArg(k, 15, sizeof i, &i);
+    clSetKernelArg(k, 18, sizeof i, &i);
+    clSetKernelArg(k, 19, sizeof f, &f);
 }
 
 int main(int argc, char **argv)
@@ -101,22 +151,32 @@ int main(int argc, char **argv)
     if (clnorm_context_create(device, &ctx) != CLNORM_SUCCESS)
         die("no device", clnorm_context_last_error(NULL));
     cl_command_queue q = clnorm_context_queue(ctx);
-    const char *src = "__kernel void empty(__global float *p) { }";
+    const char *src =
+        "__kernel void empty(__global float *p) { }\n"
+        "__kernel void floor_args(__global float *a, __global float *b, __global float *c,\n"
+        "    __global float *d, __global float *e, ulong f, __global float *g,\n"
+        "    __global float *h, __global float *i, __global float *j, ulong k, ulong l,\n"
+        "    ulong m, ulong n, float o, int p, __global float *q, __global float *r, int s,\n"
+        "    float t) { }\n";
     cl_int err;
     cl_program prog = clCreateProgramWithSource(clnorm_context_cl(ctx), 1, &src, NULL, &err);
     if (err != CL_SUCCESS || clBuildProgram(prog, 0, NULL, "", NULL, NULL) != CL_SUCCESS)
-        die("the empty kernel", "does not build");
-    bare b = {q, clCreateKernel(prog, "empty", &err)};
-    cl_mem dummy = clCreateBuffer(clnorm_context_cl(ctx), CL_MEM_READ_WRITE, 64, NULL, &err);
-    clSetKernelArg(b.k, 0, sizeof dummy, &dummy);
-    double bare_host, bare_total;
-    measure(bare_launch, &b, q, &bare_host, &bare_total);
-    printf("pipelined, %d calls, median of 5 rounds (us per call: enqueue alone / to completion)\n",
-           CALLS);
-    printf("| %-40s | %8s | %8s | %s |\n|---|---|---|---|\n", "call", "enqueue", "total",
+        die("the empty kernels", "do not build");
+    launch bare = {q, clCreateKernel(prog, "empty", &err)};
+    launch floor = {q, clCreateKernel(prog, "floor_args", &err)};
+    cl_mem dummy = zeros(ctx, 16, 0.0f);
+    clSetKernelArg(bare.k, 0, sizeof dummy, &dummy);
+    set_floor_args(floor.k, dummy);
+    printf("pipelined, %d calls a round, medians of %d rounds (us per call: enqueue alone / to "
+           "completion; ÷ bare: per round)\n",
+           CALLS, ROUNDS);
+    printf("| %-44s | %8s | %8s | %s |\n|---|---|---|---|\n", "call", "enqueue", "total",
            "÷ bare launch");
-    printf("| %-40s | %8.2f | %8.2f | 1.00 |\n", "bare launch of an empty kernel", bare_host,
-           bare_total);
+    double host, total, ratio;
+    measure(kernel_launch, &bare, &bare, &host, &total, &ratio);
+    row("bare launch of an empty kernel", host, total, ratio);
+    measure(kernel_launch, &floor, &bare, &host, &total, &ratio);
+    row("empty kernel, the fused row kernel's arguments", host, total, ratio);
     int count = first < argc ? argc - first : (int)COUNT(defaults);
     for (int i = 0; i < count; ++i) {
         const char *text = first < argc ? argv[first + i] : defaults[i];
@@ -124,26 +184,44 @@ int main(int argc, char **argv)
         char why[256];
         if (parse_problem(text, CLNORM_F32, &p, why, sizeof why))
             die(text, why);
+        if (p.pass == PASS_BACKWARD)
+            die(text, "launch-cost times forward calls");
+        const clnorm_desc *d = &p.desc;
         call c;
         memset(&c, 0, sizeof c);
-        if (clnorm_plan_create(ctx, &p.desc, &c.plan) != CLNORM_SUCCESS)
+        c.mode = p.pass == PASS_INFERENCE ? CLNORM_INFERENCE : CLNORM_TRAINING;
+        if (clnorm_plan_create(ctx, d, &c.plan) != CLNORM_SUCCESS)
             die(text, clnorm_context_last_error(ctx));
-        size_t bytes = p.desc.n * p.desc.c * p.desc.d * sizeof(float);
-        c.bufs.x = clCreateBuffer(clnorm_context_cl(ctx), CL_MEM_READ_WRITE, bytes, NULL, &err);
-        c.bufs.y = clCreateBuffer(clnorm_context_cl(ctx), CL_MEM_READ_WRITE, bytes, NULL, &err);
-        float zero = 0.0f;
-        clEnqueueFillBuffer(q, c.bufs.x, &zero, sizeof zero, 0, bytes, 0, NULL, NULL);
-        if (clnorm_forward(c.plan, CLNORM_TRAINING, &c.bufs, 0, NULL, NULL) != CLNORM_SUCCESS)
+        size_t elements = d->n * d->c * d->d;
+        c.bufs.x = zeros(ctx, elements, 0.0f);
+        c.bufs.y = zeros(ctx, elements, 0.0f);
+        /* every kind's parameters and statistics fit in these */
+        c.bufs.gamma = zeros(ctx, d->c * d->d, 1.0f);
+        c.bufs.beta = zeros(ctx, d->c * d->d, 0.0f);
+        if (c.mode == CLNORM_TRAINING) {
+            c.bufs.save_mean = zeros(ctx, d->n * d->c, 0.0f);
+            c.bufs.save_invstd = zeros(ctx, d->n * d->c, 0.0f);
+        }
+        if (d->kind == CLNORM_BATCH) {
+            c.bufs.running_mean = zeros(ctx, d->c, 0.0f);
+            c.bufs.running_var = zeros(ctx, d->c, 1.0f);
+        }
+        if (clnorm_forward(c.plan, c.mode, &c.bufs, 0, NULL, NULL) != CLNORM_SUCCESS)
             die(text, clnorm_context_last_error(ctx));
-        double host, total;
-        measure(norm_call, &c, q, &host, &total);
-        printf("| %-40s | %8.2f | %8.2f | %.2f |\n", text, host, total, total / bare_total);
-        clReleaseMemObject(c.bufs.x);
-        clReleaseMemObject(c.bufs.y);
+        measure(norm_call, &c, &bare, &host, &total, &ratio);
+        row(text, host, total, ratio);
+        cl_mem *mems[] = {&c.bufs.x,         &c.bufs.y,           &c.bufs.gamma,
+                          &c.bufs.beta,      &c.bufs.save_mean,   &c.bufs.save_invstd,
+                          &c.bufs.running_mean, &c.bufs.running_var};
+        clFinish(q);
+        for (size_t j = 0; j < COUNT(mems); ++j)
+            if (*mems[j])
+                clReleaseMemObject(*mems[j]);
         clnorm_plan_release(c.plan);
     }
     clReleaseMemObject(dummy);
-    clReleaseKernel(b.k);
+    clReleaseKernel(bare.k);
+    clReleaseKernel(floor.k);
     clReleaseProgram(prog);
     clnorm_context_release(ctx);
     return 0;
