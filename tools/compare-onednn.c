@@ -9,6 +9,13 @@
  * of the same library left them, as in a network where x was just written). Calls alternate,
  * oneDNN then clnorm, so drift slows both alike; each reports the median of its calls.
  *
+ * Both read and write the same memory: x, y, dy, dx, gamma and beta are page-aligned
+ * allocations that oneDNN takes as its memory objects' handles and clnorm as its buffers'
+ * (CL_MEM_USE_HOST_PTR, which PoCL uses in place). On the 2-core VM this was written on, the
+ * speed of memory depends on where an allocation lands, by up to 2x (a copy between two
+ * buffers ran at 13 GB/s, the same copy between two others allocated next at 25 GB/s, again
+ * and again): with separate allocations a ratio measured that as much as the libraries.
+ *
  * What each pass runs, as clnorm-bench does:
  *   forward-training   BATCH: clnorm with running statistics and save_*, oneDNN
  *                      forward_training with scale and shift (it returns mean and variance;
@@ -69,29 +76,38 @@ static void die(const char *what)
         }                                                                                         \
     } while (0)
 
-/* One oneDNN primitive with its arguments, ready to execute. */
+/* One oneDNN primitive with its arguments, ready to execute; data[k]: args[k]'s memory. */
 typedef struct onednn_op {
     dnnl_primitive_t prim;
     dnnl_exec_arg_t args[12];
+    void *data[12];
     int nargs;
-    dnnl_memory_t mems[12];
-    int nmems;
 } onednn_op;
 
-static dnnl_memory_t memory(onednn_op *o, dnnl_engine_t eng, const dnnl_memory_desc_t *md,
-                            int arg, float fill)
+static void memory(onednn_op *o, dnnl_engine_t eng, const dnnl_memory_desc_t *md, int arg,
+                   float fill)
 {
+    size_t bytes = dnnl_memory_desc_get_size(md), page = 4096;
+    float *p = aligned_alloc(page, (bytes + page - 1) / page * page);
+    if (!p)
+        die("out of memory");
+    for (size_t i = 0; i < bytes / sizeof(float); ++i)
+        p[i] = fill + (float)(i % 97) * 0.01f;
     dnnl_memory_t m;
-    DNNL(dnnl_memory_create(&m, md, eng, DNNL_MEMORY_ALLOCATE));
-    void *p;
-    DNNL(dnnl_memory_get_data_handle(m, &p));
-    size_t n = dnnl_memory_desc_get_size(md) / sizeof(float);
-    for (size_t i = 0; i < n; ++i)
-        ((float *)p)[i] = fill + (float)(i % 97) * 0.01f;
-    o->mems[o->nmems++] = m;
+    DNNL(dnnl_memory_create(&m, md, eng, p));
+    o->data[o->nargs] = p;
     o->args[o->nargs].arg = arg;
     o->args[o->nargs++].memory = m;
-    return m;
+}
+
+/* The memory of oneDNN's argument arg (every one the problems use is made above). */
+static void *arg_data(const onednn_op *o, int arg)
+{
+    for (int k = 0; k < o->nargs; ++k)
+        if (o->args[k].arg == arg)
+            return o->data[k];
+    die("an argument oneDNN was not given");
+    return NULL;
 }
 
 static void onednn_make(const problem *p, dnnl_engine_t eng, onednn_op *o)
@@ -166,12 +182,15 @@ static void onednn_make(const problem *p, dnnl_engine_t eng, onednn_op *o)
 
 static void onednn_free(onednn_op *o)
 {
-    for (int i = 0; i < o->nmems; ++i)
-        dnnl_memory_destroy(o->mems[i]);
+    for (int k = 0; k < o->nargs; ++k) {
+        dnnl_memory_destroy(o->args[k].memory);
+        free(o->data[k]);
+    }
     dnnl_primitive_destroy(o->prim);
 }
 
-/* The same problem for clnorm, with buffers as clnorm-bench gives them. */
+/* The same problem for clnorm, its tensors and parameters in oneDNN's memory, the rest (running
+ * statistics, save_*, which oneDNN's arguments do not match) in buffers of its own. */
 typedef struct clnorm_op {
     clnorm_plan *plan;
     clnorm_mode mode;
@@ -195,7 +214,19 @@ static cl_mem cl_buffer(clnorm_context *ctx, size_t bytes, float fill)
     return m;
 }
 
-static void clnorm_make(clnorm_context *ctx, const problem *p, clnorm_op *o)
+/* clnorm's buffer over memory oneDNN also uses (the device's own: PoCL uses it in place) */
+static cl_mem cl_shared(clnorm_context *ctx, const onednn_op *od, int arg, size_t bytes)
+{
+    cl_int err;
+    cl_mem m = clCreateBuffer(clnorm_context_cl(ctx), CL_MEM_READ_WRITE | CL_MEM_USE_HOST_PTR,
+                              bytes, arg_data(od, arg), &err);
+    if (err != CL_SUCCESS)
+        die("clCreateBuffer (CL_MEM_USE_HOST_PTR) failed");
+    return m;
+}
+
+static void clnorm_make(clnorm_context *ctx, const problem *p, const onednn_op *od,
+                        clnorm_op *o)
 {
     const clnorm_desc *d = &p->desc;
     memset(o, 0, sizeof *o);
@@ -207,9 +238,9 @@ static void clnorm_make(clnorm_context *ctx, const problem *p, clnorm_op *o)
     o->mode = p->pass == PASS_INFERENCE ? CLNORM_INFERENCE : CLNORM_TRAINING;
     o->backward = p->pass == PASS_BACKWARD;
     clnorm_buffers *b = &o->b;
-    b->x = cl_buffer(ctx, bytes, 1.0f);
-    b->gamma = cl_buffer(ctx, params, 1.0f);
-    b->beta = cl_buffer(ctx, params, 0.0f);
+    b->x = cl_shared(ctx, od, DNNL_ARG_SRC, bytes);
+    b->gamma = cl_shared(ctx, od, DNNL_ARG_SCALE, params);
+    b->beta = cl_shared(ctx, od, DNNL_ARG_SHIFT, params);
     if (d->kind == CLNORM_BATCH && !o->backward) {
         b->running_mean = cl_buffer(ctx, d->c * sizeof(float), 1.0f);
         b->running_var = cl_buffer(ctx, d->c * sizeof(float), 1.0f);
@@ -219,12 +250,12 @@ static void clnorm_make(clnorm_context *ctx, const problem *p, clnorm_op *o)
         b->save_invstd = cl_buffer(ctx, stats, 1.0f);
     }
     if (o->backward) {
-        b->dy = cl_buffer(ctx, bytes, 0.5f);
-        b->dx = cl_buffer(ctx, bytes, 0.0f);
-        b->dgamma = cl_buffer(ctx, params, 0.0f);
-        b->dbeta = cl_buffer(ctx, params, 0.0f);
+        b->dy = cl_shared(ctx, od, DNNL_ARG_DIFF_DST, bytes);
+        b->dx = cl_shared(ctx, od, DNNL_ARG_DIFF_SRC, bytes);
+        b->dgamma = cl_shared(ctx, od, DNNL_ARG_DIFF_SCALE, params);
+        b->dbeta = cl_shared(ctx, od, DNNL_ARG_DIFF_SHIFT, params);
     } else {
-        b->y = cl_buffer(ctx, bytes, 0.0f);
+        b->y = cl_shared(ctx, od, DNNL_ARG_DST, bytes);
     }
 }
 
@@ -312,7 +343,7 @@ int main(int argc, char **argv)
         onednn_op od;
         clnorm_op co;
         onednn_make(&p, eng, &od);
-        clnorm_make(ctx, &p, &co);
+        clnorm_make(ctx, &p, &od, &co);
         for (int k = -WARMUP; k < repeat; ++k) {
             if (!hot)
                 evict();
@@ -335,8 +366,8 @@ int main(int argc, char **argv)
         double a = t[repeat / 2], b = t[repeat + repeat / 2];
         printf("| %s | %.3f | %.3f | %.2f |\n", text, a, b, a / b);
         fflush(stdout);
+        clnorm_free(&co); /* before the memory under its buffers goes */
         onednn_free(&od);
-        clnorm_free(&co);
     }
     free(t);
     free(evict_buf);
