@@ -576,11 +576,15 @@ static clnorm_status plan_make(clnorm_context *ctx, const clnorm_desc *desc, int
         return CLNORM_SUCCESS;
     }
     size_t cols = gpu ? 1 : COLS;
-    /* Forward column statistics: 64 or 32 columns (runs of whole cache lines, independent
-     * chains) per work-item where R allows, up to 128 columns: wider rows (GROUP's C = 320)
-     * measured faster with 8-column tiles. The narrow path cuts blocks by its R columns. */
+    /* Column statistics: 64 or 32 columns (runs of whole cache lines, independent chains) per
+     * work-item where R allows. Rows of up to 1024 columns measured: against 8-column tiles,
+     * SOL 0.72-1.00 for 0.51-0.72 on GROUP 4x320x4096/32 channels-last forward, 0.89-1.04 for
+     * 0.63-0.76 on BATCH 8x256x1024 channels-last backward. (Rows over 128 had taken 8-column
+     * tiles since a comparison of separate processes, which on the VM measured where each
+     * process's memory landed as much as the kernels.) The narrow path cuts blocks by its R
+     * columns. */
     const clnorm_view *v = &plan->view;
-    int wide = !gpu && v->S == 1 && v->R > 1 && v->R <= 128;
+    int wide = !gpu && v->S == 1 && v->R > 1 && v->R <= 1024;
     size_t ct = wide && v->R % 64 == 0 ? 64 : wide && v->R % 32 == 0 ? 32 : cols;
     plan->narrow = narrow;
     plan->col_tile = ct;

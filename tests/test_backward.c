@@ -272,16 +272,17 @@ END_TEST
 
 START_TEST(every_column_shape_matches_reference)
 {
-    /* Channels-last slices are read in the forward's column tiles: 64 or 32 columns, 8, and
-     * for 2..7 channels whole runs whose vector lanes cycle through the channels; rows that
-     * leave a partial period of lanes at a block's end. With samples for every core, INSTANCE
-     * and GROUP take one pass per sample (bwd_slab) on CPUs. */
+    /* Channels-last slices are read in the forward's column tiles: 64 or 32 columns (also in
+     * rows wider than 128: 192), 8, and for 2..7 channels whole runs whose vector lanes cycle
+     * through the channels; rows that leave a partial period of lanes at a block's end. With
+     * samples for every core, INSTANCE and GROUP take one pass per sample (bwd_slab) on CPUs. */
     static const size_t big[][3] = {{3, 64, 37}, {2, 96, 21}, {2, 40, 33}, {5, 3, 301},
                                     {3, 7, 97},  {2, 5, 1001}, {4, 6, 19}, {2, 2, 77},
-                                    {9, 16, 45}, {8, 96, 13}, {10, 24, 7}, {8, 64, 700}};
+                                    {9, 16, 45}, {8, 96, 13}, {10, 24, 7}, {8, 64, 700},
+                                    {4, 192, 90}};
     static const size_t small[][3] = {{2, 64, 3}, {2, 3, 11}, {2, 6, 5}, {5, 16, 3}};
     const size_t(*shapes)[3] = harness_small() ? small : big;
-    int nshapes = harness_small() ? 4 : 12;
+    int nshapes = harness_small() ? 4 : 13;
     static const int kinds[] = {CLNORM_BATCH, CLNORM_INSTANCE, CLNORM_GROUP};
     for (int sh = 0; sh < nshapes; ++sh)
         for (int k = 0; k < 3; ++k)

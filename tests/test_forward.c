@@ -133,16 +133,17 @@ END_TEST
  * lengths either side of the fused limit), fused channels-last samples (tiles of 64, 32 and 8
  * channels, groups of several channels, either side of the slab limit), 32-channel column
  * tiles, channels-last with fewer than eight channels, and with more than the 64 whose
- * constants apply holds in registers at once (136: tiles of 64, 64 and 8). */
+ * constants apply holds in registers at once (136: tiles of 64, 64 and 8), and column
+ * statistics of rows wider than 128 in tiles of 64 (192). */
 START_TEST(every_forward_path_matches_reference)
 {
     static const size_t big[][3] = {{9, 40, 37},  {9, 64, 20},   {2, 32, 300},  {10, 5, 301},
                                     {9, 3, 4500}, {1, 9, 5000},  {8, 1, 65536}, {8, 1, 65537},
-                                    {8, 64, 4096}, {8, 64, 4097}, {3, 136, 45}};
+                                    {8, 64, 4096}, {8, 64, 4097}, {3, 136, 45}, {4, 192, 200}};
     static const size_t small[][3] = {{9, 40, 5}, {9, 64, 3}, {2, 32, 7}, {10, 5, 9}, {1, 9, 11},
                                       {2, 136, 3}};
     const size_t(*shapes)[3] = harness_small() ? small : big;
-    int count = harness_small() ? 6 : 11;
+    int count = harness_small() ? 6 : 12;
     for (int s = 0; s < count; ++s)
         for (int dtype = 0; dtype < 3; dtype += 2)
             each_kind(FILL_NORMAL, 3.0, 0, dtype, shapes[s][0], shapes[s][1], shapes[s][2], 1,
