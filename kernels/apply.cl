@@ -398,6 +398,15 @@ __kernel void norm_slab(__global const store_t *x, __global const store_t *skip,
             tb[c] = beta ? beta[c] : 0.0f;
         }
     }
+#if CLNORM_APPLY == 1 && !CLNORM_NARROW
+    if (!epi) { /* the constants of 64 channels at a time in registers, as apply_rows8 */
+        row_walk w = {base, base + Q * R, 0, base + Q * R, 0, 0};
+        float8 cm[ROW_VECTORS], cs[ROW_VECTORS], cb[ROW_VECTORS];
+        ROWS8_WALK(&w, tm, 0, R, Q, AR_HOLD, AR_REG, AR_MEM)
+        stream_end();
+        return;
+    }
+#endif
     for (ulong i = base, end = base + Q * R; i < end; i += R)
         for (ulong c = 0; c < R; c += 8)
             if (epi)
