@@ -237,6 +237,15 @@ __kernel void norm_rows(__global const store_t *x, __global const store_t *skip,
     stream_end();
 }
 
+/* The parameters of norm_channels and norm_cols, which the host sets alike (forward.c). */
+#define FUSED_BATCH_PARAMS                                                                        \
+    __global const store_t *x, __global const store_t *skip, __global ystore_t *y,                \
+        __global const float *gamma, __global const float *beta, __global float *save_mean,       \
+        __global float *save_invstd, __global float *running_mean, __global float *running_var,   \
+        ulong N, ulong C, ulong D, ulong block, float eps, float momentum, int use_running,       \
+        int update_running, __global const store_t *residual, __global store_t *sum, int act,     \
+        float alpha
+
 #if CLNORM_APPLY == 0
 /*
  * Fused forward of small channels-first BATCH problems (CPU): one work-item per channel c, which
@@ -247,14 +256,7 @@ __kernel void norm_rows(__global const store_t *x, __global const store_t *skip,
  * and writes y over the segments, read again from cache: the whole call in one launch, where
  * the blocked passes take three (or two, from running statistics).
  */
-__kernel void norm_channels(__global const store_t *x, __global const store_t *skip,
-                            __global ystore_t *y, __global const float *gamma,
-                            __global const float *beta, __global float *save_mean,
-                            __global float *save_invstd, __global float *running_mean,
-                            __global float *running_var, ulong N, ulong C, ulong D, ulong block,
-                            float eps, float momentum, int use_running, int update_running,
-                            __global const store_t *residual, __global store_t *sum, int act,
-                            float alpha)
+__kernel void norm_channels(FUSED_BATCH_PARAMS)
 {
     int epi = skip || residual || sum || act;
     ulong c = get_global_id(0);
@@ -476,14 +478,7 @@ __kernel void norm_slab(__global const store_t *x, __global const store_t *skip,
  * to the first block's means), writes save_*, updates or reads the running statistics, and
  * writes y over the rows, read again from cache: the whole call in one launch.
  */
-__kernel void norm_cols(__global const store_t *x, __global const store_t *skip,
-                        __global ystore_t *y, __global const float *gamma,
-                        __global const float *beta, __global float *save_mean,
-                        __global float *save_invstd, __global float *running_mean,
-                        __global float *running_var, ulong N, ulong C, ulong D, ulong block,
-                        float eps, float momentum, int use_running, int update_running,
-                        __global const store_t *residual, __global store_t *sum, int act,
-                        float alpha)
+__kernel void norm_cols(FUSED_BATCH_PARAMS)
 {
     int epi = skip || residual || sum || act;
     ulong t = get_global_id(0), rows = N * D;
