@@ -302,24 +302,32 @@ inline void cols8_stats(__global const store_t *x, __global const store_t *skip,
     *m2 = mm;
 }
 
-/* Merges a block's (mean, M2) of eight columns into the running ones at pm, pm2, kept relative
- * to the first block's means at psh (as stats_finalize merges; first: the first block, which
- * sets them); f = nb / (na + nb) and w = na * f, Chan's formula. */
-inline void merge8(__global float *pm, __global float *pm2, __global float *psh, float8 bm,
-                   float8 bm2, float f, float w, int first)
-{
-    bm2 = select(bm2, (float8)(0.0f), bm2 < (float8)(0.0f));
-    if (first) {
-        vstore8((float8)(0.0f), 0, pm);
-        vstore8(bm2, 0, pm2);
-        vstore8(bm, 0, psh);
-        return;
+/* Merges a block's (mean, M2) of eight columns (T float8; one column: float) into the running
+ * ones at pm, pm2, kept relative to the first block's means at psh (as stats_finalize merges;
+ * first: the first block, which sets them); f = nb / (na + nb) and w = na * f, Chan's formula.
+ * VL and VS load and store T at a pointer. */
+#define MERGE_BLOCK(T, VL, VS)                                                                    \
+    {                                                                                             \
+        bm2 = select(bm2, (T)(0.0f), bm2 < (T)(0.0f));                                            \
+        if (first) {                                                                              \
+            VS((T)(0.0f), pm);                                                                    \
+            VS(bm2, pm2);                                                                         \
+            VS(bm, psh);                                                                          \
+            return;                                                                               \
+        }                                                                                         \
+        T m = VL(pm);                                                                             \
+        T delta = (bm - VL(psh)) - m;                                                             \
+        VS(m + delta * f, pm);                                                                    \
+        VS(VL(pm2) + bm2 + delta * delta * w, pm2);                                               \
     }
-    float8 m = vload8(0, pm);
-    float8 delta = (bm - vload8(0, psh)) - m;
-    vstore8(m + delta * f, 0, pm);
-    vstore8(vload8(0, pm2) + bm2 + delta * delta * w, 0, pm2);
-}
+#define AT_VL8(p) vload8(0, p)
+#define AT_VS8(v, p) vstore8(v, 0, p)
+#define AT_VL1(p) (*(p))
+#define AT_VS1(v, p) (*(p) = (v))
+inline void merge8(__global float *pm, __global float *pm2, __global float *psh, float8 bm,
+                   float8 bm2, float f, float w, int first) MERGE_BLOCK(float8, AT_VL8, AT_VS8)
+inline void merge1(__global float *pm, __global float *pm2, __global float *psh, float bm,
+                   float bm2, float f, float w, int first) MERGE_BLOCK(float, AT_VL1, AT_VS1)
 
 /* One block of norm_slab: the (mean, M2) of NT tiles (8*NT columns) at a time from column c,
  * merged into the sample's running ones. */
@@ -332,8 +340,9 @@ inline void merge8(__global float *pm, __global float *pm2, __global float *psh,
     }
 
 /*
- * Fused statistics and apply for channels-last INSTANCE and GROUP (S == 1, R % 8 == 0) whose
- * sample fits in a core's cache: one work-item per sample p, whose [Q][R] slab is contiguous.
+ * Fused statistics and apply for channels-last INSTANCE and GROUP (S == 1; R % 8 == 0, or in
+ * small problems R > 8, the last R % 8 columns one at a time) whose sample fits in a core's
+ * cache: one work-item per sample p, whose [Q][R] slab is contiguous.
  * Statistics by blocks of qb rows (a block a few KiB, so both sweeps of each column tile hit
  * L1), every column's (mean, M2) merged block after block in order by Chan's formula, kept in
  * the sample's table entries (relative to its first block's mean, as stats_finalize merges);
@@ -366,6 +375,12 @@ __kernel void norm_slab(__global const store_t *x, __global const store_t *skip,
         SLAB_STATS_TILES(cols64_stats, 8)
         SLAB_STATS_TILES(cols32_stats, 4)
         SLAB_STATS_TILES(cols8_stats, 1)
+        for (; c < R; ++c) { /* a last tile of fewer than eight columns (small problems) */
+            ulong ic = i0 + c;
+            float bm, bm2;
+            COLUMN_STATS(float, HX1, ic, R, 0, rows, bm, bm2)
+            merge1(tm + c, ts + c, tb + c, bm, bm2, f, w, first);
+        }
         n = nn;
     }
     ulong groups = R / members;
@@ -401,7 +416,7 @@ __kernel void norm_slab(__global const store_t *x, __global const store_t *skip,
         }
     }
 #if CLNORM_APPLY == 1 && !CLNORM_NARROW
-    if (!epi) { /* the constants of 64 channels at a time in registers, as apply_rows8 */
+    if (!epi && R % 8 == 0) { /* the constants of 64 channels at a time in registers */
         row_walk w = {base, base + Q * R, 0, base + Q * R, 0, 0};
         float8 cm[ROW_VECTORS], cs[ROW_VECTORS], cb[ROW_VECTORS];
         ROWS8_WALK(&w, tm, 0, R, Q, AR_HOLD, AR_REG, AR_MEM)
@@ -409,14 +424,21 @@ __kernel void norm_slab(__global const store_t *x, __global const store_t *skip,
         return;
     }
 #endif
-    for (ulong i = base, end = base + Q * R; i < end; i += R)
-        for (ulong c = 0; c < R; c += 8)
+    for (ulong i = base, end = base + Q * R; i < end; i += R) {
+        ulong c = 0;
+        for (; c + 8 <= R; c += 8)
             if (epi)
                 EPI8(i + c, vload8(0, tm + c), vload8(0, ts + c), vload8(0, tb + c))
             else
                 OUT8((LOAD8(x, i + c) - vload8(0, tm + c)) * vload8(0, ts + c) +
                          vload8(0, tb + c),
                      y, i + c);
+        for (; c < R; ++c)
+            if (epi)
+                EPI1(i + c, tm[c], ts[c], tb[c])
+            else
+                STORE1((LOAD1(x, i + c) - tm[c]) * ts[c] + tb[c], y, i + c);
+    }
     stream_end();
 }
 

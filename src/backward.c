@@ -89,7 +89,8 @@ static clnorm_status backward_kernels(clnorm_plan *plan)
         {"bwd_running_stats", &plan->bwd_running_stats, 1},
         {"bwd_rows", &plan->bwd_rows, plan->bwd_rows_per_item != 0},
         {"bwd_rows_param_finalize", &plan->bwd_rows_param_finalize, plan->bwd_rows_per_item != 0},
-        {"bwd_slab", &plan->bwd_slab, plan->fused_slab},
+        /* its column tiles are whole vectors: not the small forward's slabs of other widths */
+        {"bwd_slab", &plan->bwd_slab, plan->fused_slab && plan->view.R % 8 == 0},
         {"bwd_groups", &plan->bwd_groups, plan->bwd_groups_local != 0},
         {"bwd_epilogue", &plan->bwd_epilogue, 1},
         {"bwd_slice_sums", &plan->bwd_slice_sums, 1},

@@ -199,11 +199,16 @@ static void choose_fused(clnorm_plan *plan, int narrow)
         items = plan->apply_mode == 1 && c % 8 == 0 ? c / 8 : c;
         plan->fused_block = plan->ctx->tuning.block;
         plan->fused_channels = 1;
-    } else if (v->Q == 1 && v->members == 1 && v->S <= FUSED_MAX_ROW) {
+    } else if (v->Q == 1 && v->members == 1 && (v->S <= FUSED_MAX_ROW || bytes <= SMALL_BYTES)) {
         items = plan->stats_count;
         plan->fused_block = plan->ctx->tuning.block;
     } else if ((kind == CLNORM_INSTANCE || kind == CLNORM_GROUP) && v->S == 1 && v->R > 1 &&
-               v->R % 8 == 0 && !narrow && v->Q * v->R <= FUSED_MAX_SLAB) {
+               !narrow && (v->R % 8 == 0 || bytes <= SMALL_BYTES) &&
+               v->Q * v->R <= FUSED_MAX_SLAB) {
+        /* Small problems take it with a last tile of fewer than eight columns too (GROUP
+         * 1x12x1024/4: 27-33 us a call, from 40-58 through the blocked passes). Not with
+         * fewer than eight channels: one work-item's scalar columns took INSTANCE 1x3x4096
+         * channels-last 47-51 us, where the narrow kernels' three launches take 34-41. */
         items = v->P;
         size_t block = plan->ctx->tuning.block;
         plan->fused_block = block / v->R < 16 ? 16 : block / v->R;
