@@ -444,7 +444,8 @@ __kernel void norm_slab(__global const store_t *x, __global const store_t *skip,
 
 #if CLNORM_APPLY == 1
 /* One column tile of norm_cols: T float8 (eight channels from c, C % 8 == 0) or float (channel
- * c); VL / VS load and store its per-channel values, HX / EPI / OUT read x and write y. */
+ * c); VL / VS load and store its per-channel values; HX reads h = x + skip, LD x, and EPI / OUT
+ * write y with and without the epilogue. */
 #define NORM_COLS(T, VL, VS, HX, LD, EPI, OUT)                                                    \
     {                                                                                             \
         T m, invstd;                                                                              \
@@ -485,7 +486,7 @@ __kernel void norm_slab(__global const store_t *x, __global const store_t *skip,
             if (epi)                                                                              \
                 EPI(i, m, s, b)                                                                   \
             else                                                                                  \
-                OUT((HX(x, i) - m) * s + b, y, i);                                                \
+                OUT((LD(x, i) - m) * s + b, y, i);                                                \
     }
 #define COLS_VL8(p) vload8(0, (p) + c)
 #define COLS_VS8(v, p) vstore8(v, 0, (p) + c)
@@ -496,9 +497,9 @@ __kernel void norm_slab(__global const store_t *x, __global const store_t *skip,
  * Fused forward of small channels-last BATCH problems (CPU), the counterpart of norm_channels,
  * with its arguments: N*D rows of C channels, channel c's elements at q*C + c. One work-item per
  * tile of eight channels (C % 8 == 0; vectors along the row) or per channel (other C) computes
- * the statistics (blocks of `block` rows, two-pass each, merged in order by Chan's formula relative
- * to the first block's means), writes save_*, updates or reads the running statistics, and
- * writes y over the rows, read again from cache: the whole call in one launch.
+ * the statistics (blocks of `block` rows, two-pass each, merged in order by Chan's formula
+ * relative to the first block's means), writes save_*, updates or reads the running statistics,
+ * and writes y over the rows, read again from cache: the whole call in one launch.
  */
 __kernel void norm_cols(FUSED_BATCH_PARAMS)
 {

@@ -181,8 +181,8 @@ size_t clnorm_halve_to(size_t n, size_t most)
 /* The call's record, its first entries the first command's wait list: the caller's events, on
  * an out-of-order queue the plan's previous call (it shares this call's scratch) unless that
  * has already resolved, and the gate (none for a single command that waits on nothing).
- * Allocated before anything is enqueued, so that running
- * out of memory fails the call, not the keeping of its events. */
+ * Allocated before anything is enqueued, so that running out of memory fails the call, not the
+ * keeping of its events. */
 static clnorm_status record_begin(clnorm_chain *chain)
 {
     clnorm_plan *plan = chain->plan;
