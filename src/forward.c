@@ -158,6 +158,11 @@ static clnorm_status enqueue_fused(clnorm_plan *plan, clnorm_chain *chain, clnor
     cl_int rms = d->kind == CLNORM_RMS, act = (cl_int)d->activation;
     const char *name = clnorm_fused_name(plan);
     clnorm_status s;
+    /* The partials only for the merge that updates the running statistics (norm_channels and
+     * norm_cols update them themselves); plan->stats, which nothing reads after this call, not
+     * at all: fewer buffers make a cheaper launch. Without the merge, the call is one launch. */
+    int merge = !plan->fused_channels && b->running_mean && mode == CLNORM_TRAINING;
+    chain->single = !merge;
     if (plan->fused_channels) {
         /* the running statistics: normalized with (INFERENCE) or updated (TRAINING) here */
         cl_ulong N = d->n, C = d->c, D = d->d;
@@ -174,9 +179,6 @@ static clnorm_status enqueue_fused(clnorm_plan *plan, clnorm_chain *chain, clnor
             return s;
         return clnorm_chain_step(chain, plan->fused, name, plan->fused_items, plan->fused_local);
     }
-    /* The partials only for the merge that updates the running statistics; plan->stats, which
-     * nothing reads after this call, not at all: fewer buffers make a cheaper launch. */
-    int merge = b->running_mean && mode == CLNORM_TRAINING;
     cl_mem part = merge ? plan->partials : NULL, none = NULL;
     if (plan->fused_slab) {
         clnorm_karg args[] = {KARG(b->x),           KARG(b->skip),      KARG(b->y),
@@ -260,8 +262,6 @@ clnorm_status clnorm_forward(clnorm_plan *plan, clnorm_mode mode, const clnorm_b
     clnorm_chain_begin(&chain, plan, num_wait, wait);
     if (plan->elements > 0 && !(s = clnorm_plan_forward_scratch(plan))) {
         if (plan->fused && (!use_running || plan->fused_channels)) {
-            /* one launch, unless the running statistics take the merge after it */
-            chain.single = plan->fused_channels || !(bufs->running_mean && mode == CLNORM_TRAINING);
             s = enqueue_fused(plan, &chain, mode, bufs, use_running);
         } else {
             s = use_running ? enqueue_running_table(plan, &chain, bufs)

@@ -98,7 +98,8 @@ static void norm_call(void *user)
     clnorm_forward(c->plan, c->mode, &c->bufs, 0, NULL, NULL);
 }
 
-static cl_mem zeros(clnorm_context *ctx, size_t count, float value)
+/* A buffer of count floats, each value. */
+static cl_mem filled(clnorm_context *ctx, size_t count, float value)
 {
     cl_int err;
     size_t bytes = count * sizeof(float);
@@ -164,7 +165,7 @@ int main(int argc, char **argv)
         die("the empty kernels", "do not build");
     launch bare = {q, clCreateKernel(prog, "empty", &err)};
     launch floor = {q, clCreateKernel(prog, "floor_args", &err)};
-    cl_mem dummy = zeros(ctx, 16, 0.0f);
+    cl_mem dummy = filled(ctx, 16, 0.0f);
     clSetKernelArg(bare.k, 0, sizeof dummy, &dummy);
     set_floor_args(floor.k, dummy);
     printf("pipelined, %d calls a round, medians of %d rounds (us per call: enqueue alone / to "
@@ -193,18 +194,18 @@ int main(int argc, char **argv)
         if (clnorm_plan_create(ctx, d, &c.plan) != CLNORM_SUCCESS)
             die(text, clnorm_context_last_error(ctx));
         size_t elements = d->n * d->c * d->d;
-        c.bufs.x = zeros(ctx, elements, 0.0f);
-        c.bufs.y = zeros(ctx, elements, 0.0f);
+        c.bufs.x = filled(ctx, elements, 0.0f);
+        c.bufs.y = filled(ctx, elements, 0.0f);
         /* every kind's parameters and statistics fit in these */
-        c.bufs.gamma = zeros(ctx, d->c * d->d, 1.0f);
-        c.bufs.beta = zeros(ctx, d->c * d->d, 0.0f);
+        c.bufs.gamma = filled(ctx, d->c * d->d, 1.0f);
+        c.bufs.beta = filled(ctx, d->c * d->d, 0.0f);
         if (c.mode == CLNORM_TRAINING) {
-            c.bufs.save_mean = zeros(ctx, d->n * d->c, 0.0f);
-            c.bufs.save_invstd = zeros(ctx, d->n * d->c, 0.0f);
+            c.bufs.save_mean = filled(ctx, d->n * d->c, 0.0f);
+            c.bufs.save_invstd = filled(ctx, d->n * d->c, 0.0f);
         }
         if (d->kind == CLNORM_BATCH) {
-            c.bufs.running_mean = zeros(ctx, d->c, 0.0f);
-            c.bufs.running_var = zeros(ctx, d->c, 1.0f);
+            c.bufs.running_mean = filled(ctx, d->c, 0.0f);
+            c.bufs.running_var = filled(ctx, d->c, 1.0f);
         }
         if (clnorm_forward(c.plan, c.mode, &c.bufs, 0, NULL, NULL) != CLNORM_SUCCESS)
             die(text, clnorm_context_last_error(ctx));
