@@ -49,6 +49,10 @@ typedef struct clnorm_tuning {
     /* Smallest final output (y, dx) in bytes that plans store with non-temporal stores
      * (CLNORM_STREAM, common.clh): outputs this large are not read back from cache. 0: never. */
     size_t stream_min;
+    /* Longest group (elements) that the one-pass CPU kernels (norm_rows, bwd_rows, bwd_groups)
+     * take, re-reading it from a core's cache; longer ones take the blocked passes. Not in the
+     * tune file: clnorm-bench --ab fused=N compares another value. */
+    size_t fused_max;
     int from_file;
 } clnorm_tuning;
 
@@ -259,8 +263,8 @@ struct clnorm_plan {
     /* Channels-last INSTANCE and GROUP samples in cache (CPU, where forward takes norm_slab):
      * sums and dx in one pass per sample; NULL otherwise. */
     cl_kernel bwd_slab;
-    /* Channels-first INSTANCE and GROUP groups in cache (CPU): sums and dx in one pass per
-     * statistics group, bwd_groups_local work-items per work-group; NULL otherwise. */
+    /* Channels-first INSTANCE, GROUP and BATCH groups in cache (CPU): sums and dx in one pass
+     * per statistics group, bwd_groups_local work-items per work-group; NULL otherwise. */
     cl_kernel bwd_groups;
     size_t bwd_groups_local;
     cl_kernel bwd_slice_sums; /* clnorm_backward_sums: each slice's partials summed */

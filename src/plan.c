@@ -12,10 +12,6 @@
 /* Elements per statistics block, apply chunk lengths and work-group sizes come from the
  * context's tuning (src/tune.c): defaults per device class, or what clnorm-bench --tune saved. */
 #define COLS 8 /* columns per work-item of the CPU column kernel (CLNORM_RT) */
-/* Longest row (elements) the fused row kernel takes on a CPU: a core's share of its cache
- * (L2 is 0.5-2 MiB per core on current x86), so that the apply sweep re-reads the row from cache.
- * Longer rows take the blocked passes, which spread one row over every core. */
-#define FUSED_MAX_ROW 65536
 /* Problems of up to this many bytes of x take the fused kernels whatever their number of rows
  * (issue of launch cost: a kernel launch is several microseconds, the whole problem a few). */
 #define SMALL_BYTES (256 * 1024)
@@ -199,7 +195,10 @@ static void choose_fused(clnorm_plan *plan, int narrow)
         items = plan->apply_mode == 1 && c % 8 == 0 ? c / 8 : c;
         plan->fused_block = plan->ctx->tuning.block;
         plan->fused_channels = 1;
-    } else if (v->Q == 1 && v->members == 1 && (v->S <= FUSED_MAX_ROW || bytes <= SMALL_BYTES)) {
+    } else if (v->Q == 1 && v->members == 1 &&
+               (v->S <= plan->ctx->tuning.fused_max || bytes <= SMALL_BYTES)) {
+        /* rows of at most tuning.fused_max elements: the apply sweep re-reads the row from
+         * cache (longer rows take the blocked passes, which spread one row over every core) */
         items = plan->stats_count;
         plan->fused_block = plan->ctx->tuning.block;
     } else if ((kind == CLNORM_INSTANCE || kind == CLNORM_GROUP) && v->S == 1 && v->R > 1 &&

@@ -26,6 +26,8 @@ static void defaults(clnorm_tuning *t, clnorm_device_class cls)
     /* CPUs: non-temporal stores from STREAM_MIN_CPU bytes of output (measured: see README,
      * "Streaming stores"); GPUs: not measured, off. */
     t->stream_min = cls == CLNORM_CLASS_GPU ? 0 : STREAM_MIN_CPU;
+    /* 65536 elements: a core's share of its cache (L2 is 0.5-2 MiB per core on current x86) */
+    t->fused_max = 65536;
     t->from_file = 0;
 }
 

@@ -72,7 +72,7 @@ typedef struct bench {
      * ab_ctx (a second context on the same queue, whose programs are its own) */
     int ab_stream;
     const char *ab_kernels;
-    clnorm_tuning ab_tuning; /* --ab local=N, block=N, chunk=N: the other plan's (0: ours) */
+    clnorm_tuning ab_tuning; /* --ab local=, block=, chunk=, fused=: the other plan's (0: ours) */
     clnorm_context *ab_ctx;
     int json;
     int progress_tty;
@@ -114,8 +114,9 @@ static void usage(FILE *out)
           "                 other choice of non-temporal stores for y / dx, checked to give\n"
           "                 the same bits) or kernels=DIR (kernel sources from DIR, as\n"
           "                 CLNORM_KERNEL_DIR takes them; the row prints how far its output\n"
-          "                 is from the checked one), or local=N, block=N, chunk=N (that\n"
-          "                 tuning value instead of the device's)\n"
+          "                 is from the checked one), or local=N, block=N, chunk=N, fused=N\n"
+          "                 (that tuning value instead of the device's; fused: the longest\n"
+          "                 group the one-pass CPU kernels take, in elements)\n"
           "  --hot          time each call right after an untimed call of the same operation\n"
           "                 (its data in cache as a network's previous layer leaves it), and\n"
           "                 each copy likewise; default: after the other copies and the\n"
@@ -776,6 +777,8 @@ static int ab_plan(bench *B, const problem *p, const clnorm_plan *plan, op *alt,
         ctx->tuning.block = B->ab_tuning.block;
     if (B->ab_tuning.chunk_max)
         ctx->tuning.chunk_max = B->ab_tuning.chunk_max;
+    if (B->ab_tuning.fused_max)
+        ctx->tuning.fused_max = B->ab_tuning.fused_max;
     /* created and run once with its kernels in place (backward builds its program then) */
     clnorm_status s = clnorm_plan_create(ctx, d, alt_plan);
     alt->plan = *alt_plan;
@@ -1045,7 +1048,7 @@ static void run_problem(bench *B, const problem *p, result *r)
     r->stream = plan->stream;
     op alt_op = o;
     int ab = B->ab_stream || B->ab_kernels || B->ab_tuning.local || B->ab_tuning.block ||
-             B->ab_tuning.chunk_max;
+             B->ab_tuning.chunk_max || B->ab_tuning.fused_max;
     if (ab && ab_plan(B, p, plan, &alt_op, backward ? b.dx : b.y, outs, backward ? bytes : ybytes,
                       &alt_plan, r))
         goto done;
@@ -1333,8 +1336,10 @@ int main(int argc, char **argv)
                 B.ab_kernels = v + 8;
             else if (!ab_tuning_value(v, "local=", 1, 1024, &B.ab_tuning.local) &&
                      !ab_tuning_value(v, "block=", 256, 1 << 20, &B.ab_tuning.block) &&
-                     !ab_tuning_value(v, "chunk=", 8, 1 << 22, &B.ab_tuning.chunk_max))
-                bad_usage("--ab wants stream, kernels=DIR, local=N, block=N or chunk=N, got '%s'",
+                     !ab_tuning_value(v, "chunk=", 8, 1 << 22, &B.ab_tuning.chunk_max) &&
+                     !ab_tuning_value(v, "fused=", 1, 1 << 24, &B.ab_tuning.fused_max))
+                bad_usage("--ab wants stream, kernels=DIR, local=N, block=N, chunk=N or fused=N, "
+                          "got '%s'",
                           v);
         } else if (strcmp(argv[i], "--list") == 0) {
             list = 1;
