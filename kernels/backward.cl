@@ -426,19 +426,21 @@ __kernel void bwd_slab(__global const store_t *x, __global const store_t *skip,
 }
 
 /*
- * Channels-first INSTANCE and GROUP on CPUs whose group fits in a core's cache: one work-item
- * per statistics group g, whose cpg channels of D elements are contiguous from slice g*cpg
- * (slice n*C + c). Per channel the sums (sum dy, sum dy*(x - mean)) in blocks of `block`
- * elements, added in order; then the group's coefficients, formed as bwd_finalize forms them;
- * then dx over the group, re-read from cache, so that x and dy cross memory once. Each channel's
- * sums are left in part as its slice's single partial, for bwd_finalize's dgamma and dbeta.
+ * Channels-first groups on CPUs that fit in a core's cache: one work-item per statistics group
+ * g, whose cpg channels are slices g*cpg .. g*cpg + cpg - 1. Slice k is nseg segments of D
+ * elements, from k*D, segstride apart: INSTANCE and GROUP have one (slice n*C + c, cpg
+ * contiguous channels), channels-first BATCH one per sample (slice c, segstride C*D). Per
+ * channel the sums (sum dy, sum dy*(x - mean)) in blocks of `block` elements of a segment,
+ * added in order; then the group's coefficients, formed as bwd_finalize forms them; then dx
+ * over the group, re-read from cache, so that x and dy cross memory once. Each channel's sums
+ * are left in part as its slice's single partial, for bwd_finalize's dgamma and dbeta.
  */
 __kernel void bwd_groups(__global const store_t *x, __global const store_t *skip,
                          __global const store_t *dy,
                          __global store_t *dx, __global float *part, __global const float *mean,
                          ulong moff, __global const float *invstd, ulong ioff,
                          __global const float *gamma, ulong ngroups, ulong C, ulong cpg, ulong D,
-                         ulong block)
+                         ulong nseg, ulong segstride, ulong block)
 {
     ulong g = get_global_id(0);
     if (g >= ngroups)
@@ -448,24 +450,26 @@ __kernel void bwd_groups(__global const store_t *x, __global const store_t *skip
     divide(k0, C, &c0); /* the group's first channel */
     float tg = 0.0f, tgx = 0.0f;
     for (ulong j = 0; j < cpg; ++j) {
-        ulong base = (k0 + j) * D;
         float sg = 0.0f, sd = 0.0f;
-        for (ulong b0 = 0; b0 < D; b0 += block) {
-            ulong i = base + b0, end = base + min(D, b0 + block);
-            float8 g8 = (float8)(0.0f), d8 = (float8)(0.0f);
-            float g1 = 0.0f, d1 = 0.0f;
-            for (; i + 8 <= end; i += 8) {
-                float8 v = LOAD8(dy, i);
-                g8 += v;
-                d8 += v * (HL8(x, skip, i) - m);
+        for (ulong n = 0; n < nseg; ++n) {
+            ulong base = (k0 + j) * D + n * segstride;
+            for (ulong b0 = 0; b0 < D; b0 += block) {
+                ulong i = base + b0, end = base + min(D, b0 + block);
+                float8 g8 = (float8)(0.0f), d8 = (float8)(0.0f);
+                float g1 = 0.0f, d1 = 0.0f;
+                for (; i + 8 <= end; i += 8) {
+                    float8 v = LOAD8(dy, i);
+                    g8 += v;
+                    d8 += v * (HL8(x, skip, i) - m);
+                }
+                for (; i < end; ++i) {
+                    float v = LOAD1(dy, i);
+                    g1 += v;
+                    d1 += v * (HL1(x, skip, i) - m);
+                }
+                sg += hsum8(g8) + g1;
+                sd += hsum8(d8) + d1;
             }
-            for (; i < end; ++i) {
-                float v = LOAD1(dy, i);
-                g1 += v;
-                d1 += v * (HL1(x, skip, i) - m);
-            }
-            sg += hsum8(g8) + g1;
-            sd += hsum8(d8) + d1;
         }
         float gx = sd * a, w = gamma ? gamma[c0 + j] : 1.0f;
         part[2 * (k0 + j)] = sg;
@@ -473,15 +477,17 @@ __kernel void bwd_groups(__global const store_t *x, __global const store_t *skip
         tg += w * sg;
         tgx += w * gx;
     }
-    float count = (float)(cpg * D);
+    float count = (float)(cpg * nseg * D);
     float kx = coef_x(a, tgx, count), k1 = coef_0(a, tg, count);
     for (ulong j = 0; j < cpg; ++j) {
-        ulong i = (k0 + j) * D, end = i + D;
         float kdy = (gamma ? gamma[c0 + j] : 1.0f) * a;
-        for (; i + 8 <= end; i += 8)
-            OUT8(kdy * LOAD8(dy, i) + kx * (HL8(x, skip, i) - m) + k1, dx, i);
-        for (; i < end; ++i)
-            STORE1(kdy * LOAD1(dy, i) + kx * (HL1(x, skip, i) - m) + k1, dx, i);
+        for (ulong n = 0; n < nseg; ++n) {
+            ulong i = (k0 + j) * D + n * segstride, end = i + D;
+            for (; i + 8 <= end; i += 8)
+                OUT8(kdy * LOAD8(dy, i) + kx * (HL8(x, skip, i) - m) + k1, dx, i);
+            for (; i < end; ++i)
+                STORE1(kdy * LOAD1(dy, i) + kx * (HL1(x, skip, i) - m) + k1, dx, i);
+        }
     }
     stream_end();
 }

@@ -10,10 +10,14 @@
 #include <stdlib.h>
 
 #define PARAM_BLOCK_ROWS 512 /* samples one work-item sums for LAYER/RMS dgamma/dbeta */
-/* The fused LAYER/RMS backward on CPUs: rows up to this long stay in a core's cache between
- * the sums and dx (the forward row kernel's limit), and it needs work-items for every core. */
-#define FUSED_MAX_ROW 65536
+/* The fused LAYER/RMS backward on CPUs needs work-items for every core. Its rows, and the
+ * channels-first groups of bwd_groups, stay in a core's cache between the sums and dx while
+ * they are at most tuning.fused_max elements (the forward row kernel's limit). */
 #define ITEMS_PER_CORE 8
+/* Channels-first BATCH takes bwd_groups from segments (D) of this many elements: at 49 and 64
+ * it took 1.1-1.5x the blocked passes' time, at 98 the same, from 128 up 0.6-0.95x (in-process
+ * A/B, clnorm-bench --ab fused=1). */
+#define BATCH_MIN_SEGMENT 128
 
 static int per_sample(const clnorm_desc *d)
 {
@@ -39,19 +43,24 @@ void clnorm_plan_backward_setup(clnorm_plan *plan)
     plan->bwd_partials_bytes = v.P * v.R * plan->bwd_blocking.nblk * 2 * sizeof(float);
     plan->coef_bytes = plan->coef_size * 4 * sizeof(float);
     size_t L = d->c * d->d, cores = plan->ctx->info.compute_units;
+    size_t fused_max = plan->ctx->tuning.fused_max;
     if (cores == 0)
         cores = 1;
-    if (per_sample(d) && !gpu && L <= FUSED_MAX_ROW && d->n >= 4 * cores) {
+    if (per_sample(d) && !gpu && L <= fused_max && d->n >= 4 * cores) {
         size_t want = cores * ITEMS_PER_CORE;
         plan->bwd_rows_per_item = (d->n + want - 1) / want;
         plan->bwd_row_items = (d->n + plan->bwd_rows_per_item - 1) / plan->bwd_rows_per_item;
         plan->bwd_row_partials_bytes = plan->bwd_row_items * 2 * L * sizeof(float);
     }
+    /* A channels-first group in cache: cpg channels of D (INSTANCE, GROUP), or one channel of
+     * n segments of D (BATCH). */
     size_t cpg = d->kind == CLNORM_GROUP ? d->c / d->groups : 1;
     int chans_first = v.Q == 1 && v.R == 1 && v.S > 1;
+    int batch_first = d->kind == CLNORM_BATCH && v.P == 1 && v.S >= BATCH_MIN_SEGMENT;
+    int sliced = (d->kind == CLNORM_INSTANCE || d->kind == CLNORM_GROUP) && chans_first;
+    size_t group_elems = batch_first ? d->n * d->d : cpg * d->d;
     size_t groups_local = clnorm_plan_items_local(plan, plan->stats_count);
-    if (!gpu && (d->kind == CLNORM_INSTANCE || d->kind == CLNORM_GROUP) && chans_first &&
-        cpg * d->d <= FUSED_MAX_ROW && groups_local)
+    if (!gpu && (batch_first || sliced) && group_elems <= fused_max && groups_local)
         plan->bwd_groups_local = groups_local;
     if (per_sample(d)) {
         clnorm_view pv = {1, d->n, L, 1, 1};
@@ -324,21 +333,24 @@ static clnorm_status enqueue_slab(clnorm_plan *plan, clnorm_chain *chain,
                : CLNORM_SUCCESS;
 }
 
-/* Channels-first INSTANCE and GROUP groups in cache: sums and dx in one pass per group, then
- * dgamma and dbeta from its single partial per slice. */
+/* Channels-first groups in cache (INSTANCE, GROUP, BATCH): sums and dx in one pass per group,
+ * then dgamma and dbeta from its single partial per slice. */
 static clnorm_status enqueue_groups(clnorm_plan *plan, clnorm_chain *chain,
                                     const clnorm_buffers *b, const stats_source *src)
 {
     const clnorm_desc *d = &plan->desc;
     cl_ulong G = plan->stats_count, C = d->c, D = d->d, block = plan->ctx->tuning.block;
     cl_ulong cpg = d->kind == CLNORM_GROUP ? d->c / d->groups : 1;
+    int batch = d->kind == CLNORM_BATCH; /* a channel's samples are its segments */
+    cl_ulong nseg = batch ? d->n : 1, segstride = batch ? C * D : 0;
     clnorm_karg args[] = {KARG(b->x), KARG(b->skip),          KARG(b->dy),       KARG(b->dx),
                           KARG(plan->bwd_partials), KARG(src->mean), KARG(src->moff),
                           KARG(src->invstd),   KARG(src->ioff),   KARG(b->gamma),
                           KARG(G),             KARG(C),           KARG(cpg),
-                          KARG(D),             KARG(block)};
+                          KARG(D),             KARG(nseg),        KARG(segstride),
+                          KARG(block)};
     clnorm_status s;
-    if ((s = clnorm_set_args(plan->ctx, plan->bwd_groups, "bwd_groups", args, 15)) ||
+    if ((s = clnorm_set_args(plan->ctx, plan->bwd_groups, "bwd_groups", args, 17)) ||
         (s = clnorm_chain_step(chain, plan->bwd_groups, "bwd_groups", G,
                                plan->bwd_groups_local)))
         return s;

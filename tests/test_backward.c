@@ -363,6 +363,37 @@ START_TEST(channels_first_groups_match_reference)
 }
 END_TEST
 
+START_TEST(channels_first_batch_in_cache_matches_reference)
+{
+    /* Channels-first BATCH with channels for every core takes bwd_groups on CPUs while a
+     * channel (n segments of D) fits in cache (65536 elements) and its segments are at least
+     * 128 long: both sides of each limit, segments of odd length and of several blocks. */
+    static const size_t big[][3] = {{4, 16, 127}, {4, 16, 128}, {3, 8, 131}, {2, 12, 5000},
+                                    {4, 8, 16384}, {5, 8, 16384}};
+    static const size_t small[][3] = {{3, 4, 130}, {2, 5, 128}};
+    const size_t(*shapes)[3] = harness_small() ? small : big;
+    int nshapes = harness_small() ? 2 : 6;
+    for (int sh = 0; sh < nshapes; ++sh)
+        for (int variant = 0; variant < 4; ++variant) {
+            bcase bc = {0};
+            bc.desc = (clnorm_desc){
+                .kind = CLNORM_BATCH, .layout = CLNORM_NCHW,
+                .dtype = variant == 2 ? CLNORM_F16 : variant == 3 ? CLNORM_BF16 : CLNORM_F32,
+                .n = shapes[sh][0], .c = shapes[sh][1], .d = shapes[sh][2], .eps = 1e-5f,
+                .momentum = 0.1f, .y_dtype = CLNORM_Y_AS_X
+            };
+            bc.gamma = variant != 1;
+            bc.save = variant != 1; /* else the statistics are recomputed from x */
+            bc.want_dx = bc.want_dgamma = 1;
+            bc.want_dbeta = variant != 2;
+            bc.in_place = variant == 1;
+            bc.offset = 5.0;
+            bc.seed = 800 + (uint64_t)(sh * 10 + variant);
+            check_case(&bc);
+        }
+}
+END_TEST
+
 START_TEST(long_reductions_with_offset)
 {
     /* A million elements per statistics group, mean 1e4: sums stay accurate. */
@@ -552,6 +583,7 @@ int main(void)
     tcase_add_test(tc, every_backward_path_matches_reference);
     tcase_add_test(tc, every_column_shape_matches_reference);
     tcase_add_test(tc, channels_first_groups_match_reference);
+    tcase_add_test(tc, channels_first_batch_in_cache_matches_reference);
     if (!harness_small())
         tcase_add_test(tc, long_reductions_with_offset);
     tcase_add_test(tc, same_input_gives_same_bits);

@@ -518,6 +518,34 @@ START_TEST(wide_channels_last_backward)
 }
 END_TEST
 
+/* Channels-first BATCH whose channels fit in cache takes the one-pass bwd_groups on CPUs
+ * (segments of 128 elements and more): the matrix's shapes are shorter. Every activation, with
+ * skip + sum and a residual. */
+START_TEST(channels_first_batch_in_cache)
+{
+    size_t d = harness_small() ? 128 : 160;
+    uint64_t seed = 950;
+    for (int act = 0; act < 6; ++act)
+        for (int variant = 0; variant < 2; ++variant) {
+            ecase ec = {0};
+            ec.desc = (clnorm_desc){.kind = CLNORM_BATCH, .layout = CLNORM_NCHW,
+                                    .dtype = variant ? CLNORM_F16 : CLNORM_F32, .n = 3, .c = 8,
+                                    .d = d, .eps = 1e-5f, .momentum = 0.1f,
+                                    .activation = (clnorm_activation)act,
+                                    .activation_alpha = 0.1f};
+            ec.skip = 1;
+            ec.sum = variant;
+            ec.residual = 1;
+            ec.gamma = ec.beta = 1;
+            ec.save = !variant;
+            ec.dresidual = variant;
+            ec.seed = seed++;
+            forward_case(&ec);
+            backward_case(&ec);
+        }
+}
+END_TEST
+
 /* ---- the reference's own gradients ---------------------------------------------------------- */
 
 /* L = sum(w * y) over the float64 forward; backward with dy = w must give its derivatives in
@@ -826,6 +854,7 @@ int main(void)
     tcase_add_loop_test(tc, forward_matches_reference, 0, ncases);
     tcase_add_loop_test(tc, backward_matches_reference, 0, ncases);
     tcase_add_test(tc, wide_channels_last_backward);
+    tcase_add_test(tc, channels_first_batch_in_cache);
     tcase_add_test(tc, bad_epilogues_are_rejected_naming_the_field);
     tcase_add_test(tc, same_input_gives_same_bits);
     tcase_add_test(tc, epilogue_scratch_is_reported_and_taken_only_without_dresidual);
