@@ -157,9 +157,19 @@ __kernel void apply(__global const store_t *x, __global const store_t *skip, __g
     stream_end();
 }
 
+/* Merges a block's (mean bm, M2 bm2) of len elements into the running (n, mean, m2), kept
+ * relative to *shift, the mean of the first block merged (set when n is 0), as stats_finalize
+ * merges. */
+inline void merge_block(float *n, float *mean, float *m2, float *shift, float len, float bm,
+                        float bm2)
+{
+    if (*n == 0.0f)
+        *shift = bm;
+    chan_merge(n, mean, m2, len, bm - *shift, bm2 < 0.0f ? 0.0f : bm2);
+}
+
 /* Merges the (mean, M2) of the run x[i0, i0 + count), by blocks of `block` elements in order,
- * into the running (n, mean, m2), which are kept relative to *shift, the mean of the first block
- * merged (set when n is 0), as stats_finalize merges. */
+ * into the running (n, mean, m2) relative to *shift (merge_block). */
 inline void merge_run(__global const store_t *x, __global const store_t *skip, ulong i0,
                       ulong count, ulong block, float *n, float *mean, float *m2, float *shift)
 {
@@ -167,19 +177,82 @@ inline void merge_run(__global const store_t *x, __global const store_t *skip, u
         ulong len = min(block, count - b0);
         float bm, bm2;
         run_stats(x, skip, i0 + b0, len, &bm, &bm2);
-        if (*n == 0.0f)
-            *shift = bm;
-        chan_merge(n, mean, m2, (float)len, bm - *shift, bm2 < 0.0f ? 0.0f : bm2);
+        merge_block(n, mean, m2, shift, (float)len, bm, bm2);
     }
 }
 
+/* Row g's statistics, from its merged (n, mean, m2), into part, stats and save_*, each when
+ * given; returns the mean and invstd apply takes (RMS: mean 0, and the mean's square joins the
+ * second moment). */
+inline float2 row_out(ulong g, float n, float mean, float m2, int rms, float eps,
+                      __global float *part, __global float *stats, ulong ngroups,
+                      __global float *save_mean, __global float *save_invstd)
+{
+    if (part) {
+        part[2 * g] = mean;
+        part[2 * g + 1] = m2;
+    }
+    float invstd = rsqrt(m2 / n + (rms ? mean * mean : 0.0f) + eps);
+    float m = rms ? 0.0f : mean;
+    if (stats) {
+        stats[g] = m;
+        stats[ngroups + g] = invstd;
+    }
+    if (save_mean && !rms)
+        save_mean[g] = mean;
+    if (save_invstd)
+        save_invstd[g] = invstd;
+    return (float2)(m, invstd);
+}
+
+#if CLNORM_APPLY == 2
+/* y over the run [i, stop) of one row while the next row, S elements on, gets run_sum's shifted
+ * sums about c into a0..a3 and t, in run_sum's order (so the same bits): the next row's read
+ * from memory overlaps this row's stores, as a copy's do. */
+#define PIPE_STEP(acc, S8, B8)                                                                    \
+    acc += LOAD8(x, i + S) - c;                                                                   \
+    OUT8((LOAD8(x, i) - m) * (S8) + (B8), y, i);                                                  \
+    i += 8;                                                                                       \
+    pos += 8;
+#define PIPE_LOOP(S8, B8, S1, B1)                                                                 \
+    while (i + 32 <= stop) {                                                                      \
+        PIPE_STEP(a0, S8, B8)                                                                     \
+        PIPE_STEP(a1, S8, B8)                                                                     \
+        PIPE_STEP(a2, S8, B8)                                                                     \
+        PIPE_STEP(a3, S8, B8)                                                                     \
+    }                                                                                             \
+    while (i + 8 <= stop) {                                                                       \
+        PIPE_STEP(a0, S8, B8)                                                                     \
+    }                                                                                             \
+    for (; i < stop; ++i, ++pos) {                                                                \
+        t += LOAD1(x, i + S) - c;                                                                 \
+        STORE1((LOAD1(x, i) - m) * (S1) + (B1), y, i);                                            \
+    }
+#define PIPE_PER_ELEMENT(A)                                                                       \
+    if (gamma && beta) {                                                                          \
+        PIPE_LOOP((A) * vload8(0, gamma + pos), vload8(0, beta + pos), (A) * gamma[pos],          \
+                  beta[pos])                                                                      \
+    } else if (gamma) {                                                                           \
+        PIPE_LOOP((A) * vload8(0, gamma + pos), 0.0f, (A) * gamma[pos], 0.0f)                     \
+    } else if (beta) {                                                                            \
+        PIPE_LOOP(A, vload8(0, beta + pos), A, beta[pos])                                         \
+    } else {                                                                                      \
+        PIPE_LOOP(A, 0.0f, A, 0.0f)                                                               \
+    }
+#endif
+
 /*
  * Fused statistics and apply for row problems (Q == 1: every statistics group is one contiguous
- * row of S elements, group g at x + g*S) whose row fits in a CPU core's cache. One work-item per
- * row: the row's statistics by blocks of `block` elements, each two-pass (run_stats), merged in
- * order by Chan's formula; then y over the same row, which is read again from cache rather than
- * from memory. Writes save_mean / save_invstd, stats, and the group's (mean, M2) as its single
- * partial (for stats_finalize when running statistics need the whole batch), each when given.
+ * row of S elements, group g at x + g*S) whose row fits in a CPU core's cache. Work-item k
+ * takes rows [k*rows, (k+1)*rows): per row, its statistics by blocks of `block` elements, each
+ * two-pass (run_stats), merged in order by Chan's formula; then y over the same row, which is
+ * read again from cache rather than from memory. Writes save_mean / save_invstd, stats, and
+ * the group's (mean, M2) as its single partial (for stats_finalize when running statistics
+ * need the whole batch), each when given.
+ *
+ * LAYER and RMS rows of one block without an epilogue, several to a work-item, are pipelined:
+ * the first sweep of row g+1 (from memory) runs in row g's apply loop, in run_sum's order, so
+ * that each row gives the same bits as alone.
  *
  * Parameters: LAYER and RMS take gamma / beta per element of the row; the other kinds per
  * channel, a row being nseg channels of S / nseg elements from channel (g mod gps) * nseg
@@ -191,49 +264,67 @@ __kernel void norm_rows(__global const store_t *x, __global const store_t *skip,
                         __global float *save_mean, __global float *save_invstd, ulong S,
                         ulong block, ulong nseg, ulong gps, float eps, int rms,
                         __global const store_t *residual, __global store_t *sum, int act,
-                        float alpha)
+                        float alpha, ulong rows)
 {
     int epi = skip || residual || sum || act;
-    ulong g = get_global_id(0);
-    if (g >= ngroups)
+    ulong g0 = get_global_id(0) * rows;
+    if (g0 >= ngroups)
         return;
-    ulong row0 = g * S;
-    /* Merged relative to the first block's mean, as stats_finalize merges, and shifted back. */
-    float n = 0.0f, mean = 0.0f, m2 = 0.0f, shift = 0.0f;
-    merge_run(x, skip, row0, S, block, &n, &mean, &m2, &shift);
-    mean += shift;
-    if (part) {
-        part[2 * g] = mean;
-        part[2 * g + 1] = m2;
-    }
-    /* RMS: no mean; its square joins the second moment instead */
-    float invstd = rsqrt(m2 / n + (rms ? mean * mean : 0.0f) + eps);
-    float m = rms ? 0.0f : mean;
-    if (stats) {
-        stats[g] = m;
-        stats[ngroups + g] = invstd;
-    }
-    if (save_mean && !rms)
-        save_mean[g] = mean;
-    if (save_invstd)
-        save_invstd[g] = invstd;
-
-    ulong i = row0, pos = 0;
+    ulong g1 = min(ngroups, g0 + rows);
 #if CLNORM_APPLY == 2
-    ulong stop = row0 + S;
-    APPLY_PER_ELEMENT(m, invstd)
-#else
-    ulong gin;
-    divide(g, gps, &gin);
-    ulong c0 = gin * nseg, seglen = S / nseg;
-    for (ulong j = 0; j < nseg; ++j) {
-        ulong c = c0 + j;
-        float s = gamma ? invstd * gamma[c] : invstd;
-        float b = beta ? beta[c] : 0.0f;
-        ulong stop = i + seglen;
-        APPLY_LOOP(m, s, b, m, s, b)
+    if (!epi && S <= block && g1 - g0 > 1) {
+        ulong row = g0 * S;
+        float c = LOAD1(x, row); /* run_stats's shift */
+        float8 a0 = (float8)(0.0f), a1 = a0, a2 = a0, a3 = a0;
+        float t = 0.0f;
+        run_sum(x, skip, row, row + S, c, &a0, &a1, &a2, &a3, &t);
+        for (ulong g = g0; g < g1; ++g, row += S) {
+            float bm, bm2, n = 0.0f, mean = 0.0f, m2 = 0.0f, shift = 0.0f;
+            run_finish(x, skip, row, S, c, a0, a1, a2, a3, t, &bm, &bm2);
+            merge_block(&n, &mean, &m2, &shift, (float)S, bm, bm2); /* as merge_run */
+            float2 mi = row_out(g, n, mean + shift, m2, rms, eps, part, stats, ngroups,
+                                save_mean, save_invstd);
+            float m = mi.x;
+            ulong i = row, pos = 0, stop = row + S;
+            if (g + 1 == g1) {
+                APPLY_PER_ELEMENT(m, mi.y)
+                break;
+            }
+            c = LOAD1(x, row + S);
+            a0 = a1 = a2 = a3 = (float8)(0.0f);
+            t = 0.0f;
+            PIPE_PER_ELEMENT(mi.y)
+        }
+        stream_end();
+        return;
     }
 #endif
+    for (ulong g = g0; g < g1; ++g) {
+        ulong row0 = g * S;
+        /* Merged relative to the first block's mean, as stats_finalize merges, and shifted
+         * back. */
+        float n = 0.0f, mean = 0.0f, m2 = 0.0f, shift = 0.0f;
+        merge_run(x, skip, row0, S, block, &n, &mean, &m2, &shift);
+        float2 mi = row_out(g, n, mean + shift, m2, rms, eps, part, stats, ngroups, save_mean,
+                            save_invstd);
+        float m = mi.x, invstd = mi.y;
+        ulong i = row0, pos = 0;
+#if CLNORM_APPLY == 2
+        ulong stop = row0 + S;
+        APPLY_PER_ELEMENT(m, invstd)
+#else
+        ulong gin;
+        divide(g, gps, &gin);
+        ulong c0 = gin * nseg, seglen = S / nseg;
+        for (ulong j = 0; j < nseg; ++j) {
+            ulong c = c0 + j;
+            float s = gamma ? invstd * gamma[c] : invstd;
+            float b = beta ? beta[c] : 0.0f;
+            ulong stop = i + seglen;
+            APPLY_LOOP(m, s, b, m, s, b)
+        }
+#endif
+    }
     stream_end();
 }
 

@@ -63,16 +63,13 @@ inline void run_dev(__global const store_t *x, __global const store_t *skip, ulo
     }
 }
 
-/* (mean, M2) of count contiguous elements x[i0, i0 + count), two-pass: the shifted sum gives a
- * first mean, the second sweep (from cache) sums deviations from it and their squares, and the
- * sum of deviations corrects both. A constant run gives its value and M2 = 0 exactly. */
-inline void run_stats(__global const store_t *x, __global const store_t *skip, ulong i0, ulong count, float *mean, float *m2)
+/* The second half of run_stats, after run_sum gave the shifted sums (a0..a3, t) of x[i0, i0 +
+ * count) about shift: the first mean, then the sweep of deviations (from cache). */
+inline void run_finish(__global const store_t *x, __global const store_t *skip, ulong i0,
+                       ulong count, float shift, float8 a0, float8 a1, float8 a2, float8 a3,
+                       float t, float *mean, float *m2)
 {
     float fc = (float)count;
-    float shift = HL1(x, skip, i0);
-    float8 a0 = (float8)(0.0f), a1 = a0, a2 = a0, a3 = a0;
-    float t = 0.0f;
-    run_sum(x, skip, i0, i0 + count, shift, &a0, &a1, &a2, &a3, &t);
     float mean0 = shift + (hsum8((a0 + a1) + (a2 + a3)) + t) / fc;
     float8 d0 = (float8)(0.0f), d1 = d0, e0 = d0, e1 = d0;
     float dt = 0.0f, et = 0.0f;
@@ -80,6 +77,19 @@ inline void run_stats(__global const store_t *x, __global const store_t *skip, u
     float sd = hsum8(d0 + d1) + dt;
     *mean = mean0 + sd / fc;
     *m2 = hsum8(e0 + e1) + et - sd * (sd / fc);
+}
+
+/* (mean, M2) of count contiguous elements x[i0, i0 + count), two-pass: the shifted sum gives a
+ * first mean, the second sweep (from cache) sums deviations from it and their squares, and the
+ * sum of deviations corrects both. A constant run gives its value and M2 = 0 exactly. */
+inline void run_stats(__global const store_t *x, __global const store_t *skip, ulong i0,
+                      ulong count, float *mean, float *m2)
+{
+    float shift = HL1(x, skip, i0);
+    float8 a0 = (float8)(0.0f), a1 = a0, a2 = a0, a3 = a0;
+    float t = 0.0f;
+    run_sum(x, skip, i0, i0 + count, shift, &a0, &a1, &a2, &a3, &t);
+    run_finish(x, skip, i0, count, shift, a0, a1, a2, a3, t, mean, m2);
 }
 
 /* Row shape: one work-item per block of a (p, r) group; the block is qb segments of up to sb

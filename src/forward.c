@@ -155,6 +155,7 @@ static clnorm_status enqueue_fused(clnorm_plan *plan, clnorm_chain *chain, clnor
     cl_ulong nseg = d->kind == CLNORM_GROUP ? d->c / d->groups : 1;
     cl_ulong gps = d->kind == CLNORM_GROUP ? d->groups : d->c;
     cl_ulong P = plan->view.P, T = plan->table_size, members = plan->view.members;
+    cl_ulong rows = plan->fused_rows;
     cl_int rms = d->kind == CLNORM_RMS, act = (cl_int)d->activation;
     const char *name = clnorm_fused_name(plan);
     clnorm_status s;
@@ -197,8 +198,8 @@ static clnorm_status enqueue_fused(clnorm_plan *plan, clnorm_chain *chain, clnor
                               KARG(b->save_invstd), KARG(S),            KARG(block),
                               KARG(nseg),         KARG(gps),            KARG(d->eps),
                               KARG(rms),          KARG(b->residual),    KARG(b->sum),
-                              KARG(act),          KARG(d->activation_alpha)};
-        s = clnorm_set_args(plan->ctx, plan->fused, name, args, 20);
+                              KARG(act),          KARG(d->activation_alpha), KARG(rows)};
+        s = clnorm_set_args(plan->ctx, plan->fused, name, args, 21);
     }
     if (s ||
         (s = clnorm_chain_step(chain, plan->fused, name, plan->fused_items, plan->fused_local)))

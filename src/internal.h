@@ -216,8 +216,9 @@ struct clnorm_plan {
      * (norm_rows), one work-item per row of view.S elements in blocks of fused_block; NULL when
      * the plan takes the separate passes. */
     cl_kernel fused;
-    /* fused_items: its work-items (rows, samples or channel tiles) */
-    size_t fused_block, fused_local, fused_items;
+    /* fused_items: its work-items (rows, samples or channel tiles); fused_rows: norm_rows'
+     * rows per work-item (several for LAYER and RMS rows of one block, which it pipelines) */
+    size_t fused_block, fused_local, fused_items, fused_rows;
     /* fused_slab: the kernel is norm_slab (channels-last INSTANCE and GROUP: one work-item per
      * sample, blocks of fused_block rows) */
     int fused_slab;

@@ -15,6 +15,8 @@
 /* Problems of up to this many bytes of x take the fused kernels whatever their number of rows
  * (issue of launch cost: a kernel launch is several microseconds, the whole problem a few). */
 #define SMALL_BYTES (256 * 1024)
+/* Work-items per core of the pipelined row kernel: enough to even out the cores' shares. */
+#define ROW_ITEMS_PER_CORE 8
 /* The same for a channels-last sample (a [D][C] slab), which one work-item reduces and applies. */
 #define FUSED_MAX_SLAB 262144
 /* GPUs reduce row blocks with a work-group each (the *_rows_wg kernels, CLNORM_WG): 256
@@ -184,6 +186,7 @@ static void choose_fused(clnorm_plan *plan, int narrow)
     const clnorm_device_info *info = &plan->ctx->info;
     size_t items;
     plan->fused_block = 0;
+    plan->fused_rows = 1;
     clnorm_kind kind = plan->desc.kind;
     if (info->cls != CLNORM_CLASS_CPU)
         return;
@@ -201,6 +204,13 @@ static void choose_fused(clnorm_plan *plan, int narrow)
          * cache (longer rows take the blocked passes, which spread one row over every core) */
         items = plan->stats_count;
         plan->fused_block = plan->ctx->tuning.block;
+        /* LAYER and RMS rows of one block, ROW_ITEMS_PER_CORE work-items a core: a work-item
+         * reads its next row while it writes this one's y (norm_rows) */
+        size_t want = (info->compute_units ? info->compute_units : 1) * ROW_ITEMS_PER_CORE;
+        if (plan->apply_mode == 2 && v->S <= plan->fused_block && items >= 2 * want) {
+            plan->fused_rows = ceil_div(items, want);
+            items = ceil_div(items, plan->fused_rows);
+        }
     } else if ((kind == CLNORM_INSTANCE || kind == CLNORM_GROUP) && v->S == 1 && v->R > 1 &&
                !narrow && (v->R % 8 == 0 || bytes <= SMALL_BYTES) &&
                v->Q * v->R <= FUSED_MAX_SLAB) {

@@ -151,6 +151,44 @@ START_TEST(every_forward_path_matches_reference)
 }
 END_TEST
 
+/* LAYER and RMS rows of one statistics block (up to 4096 elements), enough of them for several
+ * to a work-item, take norm_rows' pipelined path on CPUs (the next row's first sweep inside
+ * this row's apply loop): rows shorter than a 32-element step, of odd length, of exactly one
+ * block and one more (which leaves the pipeline), row counts that leave a last work-item a
+ * single row; each gamma / beta combination, every floating-point storage, constant rows
+ * (y == beta exactly) and a NaN that must stay in its row. */
+START_TEST(pipelined_rows_match_reference)
+{
+    static const size_t big[][3] = {{300, 1, 37}, {300, 4, 8}, {129, 8, 125}, {257, 1, 4096},
+                                    {70, 1, 4097}, {131, 3, 11}};
+    static const size_t small[][3] = {{70, 1, 13}, {71, 4, 9}};
+    const size_t(*shapes)[3] = harness_small() ? small : big;
+    int count = harness_small() ? 2 : 6;
+    uint64_t seed = 3000;
+    for (int sh = 0; sh < count; ++sh)
+        for (int k = 0; k < 2; ++k)
+            for (int dtype = 0; dtype < 3; ++dtype)
+                for (int variant = 0; variant < 4; ++variant) {
+                    fcase fc = {0};
+                    fc.desc = (clnorm_desc){
+                        .kind = k ? CLNORM_RMS : CLNORM_LAYER, .layout = (clnorm_layout)(variant % 2),
+                        .dtype = (clnorm_dtype)dtype, .n = shapes[sh][0], .c = shapes[sh][1],
+                        .d = shapes[sh][2], .eps = 1e-5f, .y_dtype = CLNORM_Y_AS_X};
+                    fc.mode = CLNORM_TRAINING;
+                    fc.gamma = variant == 0 || variant == 1;
+                    fc.beta = variant == 0 || variant == 2;
+                    fc.save = variant != 3;
+                    fc.fill = (sh + dtype + variant) % 5 == 0   ? FILL_CONSTANT
+                              : (sh + dtype + variant) % 5 == 1 ? FILL_NAN
+                                                                : FILL_NORMAL;
+                    fc.offset = fc.fill == FILL_CONSTANT ? -7.0 : 3.0;
+                    fc.scale = 1.0;
+                    fc.seed = seed++;
+                    fcase_check(&fc);
+                }
+}
+END_TEST
+
 /* The GPU row kernels' edges (one work-group per block; the device's class, or
  * CLNORM_DEVICE_CLASS=gpu, picks them): groups of exactly the work-group size and one more,
  * channels-first BATCH blocks of several segments longer and shorter than a work-group (so a
@@ -335,7 +373,9 @@ END_TEST
 
 START_TEST(in_place_matches_out_of_place)
 {
-    size_t N = 2, C = 5, D = harness_small() ? 7 : 333;
+    /* 70 samples: LAYER and RMS take the pipelined rows, whose next row is read while this
+     * one's y is written */
+    size_t N = 70, C = 5, D = harness_small() ? 7 : 333;
     harness_rng rng = {5};
     float *x = malloc(N * C * D * 4);
     for (size_t i = 0; i < N * C * D; ++i)
@@ -424,6 +464,7 @@ int main(void)
     tcase_add_test(tc, nan_stays_in_its_group);
     tcase_add_test(tc, odd_sizes);
     tcase_add_test(tc, every_forward_path_matches_reference);
+    tcase_add_test(tc, pipelined_rows_match_reference);
     if (!harness_small())
         tcase_add_test(tc, large_offset_long_reductions);
     tcase_add_test(tc, inference_with_running_statistics);
