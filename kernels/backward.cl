@@ -778,12 +778,52 @@ __kernel void bwd_apply(__global const store_t *x, __global const store_t *skip,
     stream_end();
 }
 
+/* One step (eight elements at c, or one) of bwd_rows' sums over a row (xr, dyr, sr): dy and
+ * dy*xh into the work-item's parameter partials (first: the item's first row, which sets
+ * them), g = dy*gamma and g*xh into the row's sums. */
+#define ROW_SUMS8(xr, dyr, sr, m, a, first, c)                                                    \
+    {                                                                                             \
+        float8 d = LOAD8(dyr, c), xh = (HL8(xr, sr, c) - (m)) * (a);                              \
+        if (want_params) {                                                                        \
+            float8 pb = (first) ? d : vload8(0, pdb + (c)) + d;                                   \
+            float8 pg = (first) ? d * xh : vload8(0, pdg + (c)) + d * xh;                         \
+            vstore8(pb, 0, pdb + (c));                                                            \
+            vstore8(pg, 0, pdg + (c));                                                            \
+        }                                                                                         \
+        if (gamma)                                                                                \
+            d *= vload8(0, gamma + (c));                                                          \
+        g8 += d;                                                                                  \
+        gx8 += d * xh;                                                                            \
+    }
+#define ROW_SUMS1(xr, dyr, sr, m, a, first, c)                                                    \
+    {                                                                                             \
+        float d = LOAD1(dyr, c), xh = (HL1(xr, sr, c) - (m)) * (a);                               \
+        if (want_params) {                                                                        \
+            pdb[c] = (first) ? d : pdb[c] + d;                                                    \
+            pdg[c] = (first) ? d * xh : pdg[c] + d * xh;                                          \
+        }                                                                                         \
+        if (gamma)                                                                                \
+            d *= gamma[c];                                                                        \
+        g1 += d;                                                                                  \
+        gx1 += d * xh;                                                                            \
+    }
+/* dx of one step of a row, from its coefficients (a, kx, k0) and mean m */
+#define ROW_DX8(c)                                                                                \
+    OUT8((gamma ? a * vload8(0, gamma + (c)) : (float8)(a)) * LOAD8(dyr, c) +                     \
+             kx * (HL8(xr, sr, c) - m) + k0,                                                      \
+         dxr, c);
+#define ROW_DX1(c)                                                                                \
+    STORE1((gamma ? a * gamma[c] : a) * LOAD1(dyr, c) + kx * (HL1(xr, sr, c) - m) + k0, dxr, c);
+
 /*
  * LAYER/RMS on CPUs, rows that fit in cache: one work-item takes rows_per_item whole rows. For
  * each row it sums g = dy*gamma and g*xh in blocks of `block` elements (merged in order, as
  * the partial kernels do), adds dy and dy*xh into its own slice of parameter partials
  * ppart[item] = [dbeta L | dgamma L], then writes dx from the row still in cache: x and dy
  * cross memory once. bwd_rows_param_finalize sums the items' slices in order.
+ * Rows of one block are pipelined: row n+1's sums run inside row n's dx loop, in the same
+ * order, so that its reads from memory overlap row n's stores and the results are the same
+ * bits.
  */
 __kernel void bwd_rows(__global const store_t *x, __global const store_t *skip,
                        __global const store_t *dy,
@@ -799,6 +839,53 @@ __kernel void bwd_rows(__global const store_t *x, __global const store_t *skip,
     ulong n1 = min(N, n0 + rows_per_item);
     __global float *pdb = ppart + 2 * item * L, *pdg = pdb + L;
     float count = (float)L;
+    if (L <= block && want_dx && n1 - n0 > 1) {
+        ulong n = n0;
+        float m = stat_mean(mean, moff, n), a = invstd[ioff + n];
+        __global const store_t *xr = x + n * L, *dyr = dy + n * L;
+        __global const store_t *sr = skip ? skip + n * L : 0;
+        float8 g8 = (float8)(0.0f), gx8 = (float8)(0.0f);
+        float g1 = 0.0f, gx1 = 0.0f;
+        ulong c = 0;
+        for (; c + 8 <= L; c += 8)
+            ROW_SUMS8(xr, dyr, sr, m, a, 1, c)
+        for (; c < L; ++c)
+            ROW_SUMS1(xr, dyr, sr, m, a, 1, c)
+        for (;; ++n) {
+            float sg = 0.0f, sgx = 0.0f;
+            sg += hsum8(g8) + g1;
+            sgx += hsum8(gx8) + gx1;
+            float kx = coef_x(a, sgx, count);
+            float k0 = mean ? coef_0(a, sg, count) : 0.0f;
+            __global store_t *dxr = dx + n * L;
+            if (n + 1 == n1) {
+                for (c = 0; c + 8 <= L; c += 8)
+                    ROW_DX8(c)
+                for (; c < L; ++c)
+                    ROW_DX1(c)
+                break;
+            }
+            float mn = stat_mean(mean, moff, n + 1), an = invstd[ioff + n + 1];
+            __global const store_t *xn = xr + L, *dyn = dyr + L, *sn = sr ? sr + L : 0;
+            g8 = gx8 = (float8)(0.0f);
+            g1 = gx1 = 0.0f;
+            for (c = 0; c + 8 <= L; c += 8) {
+                ROW_SUMS8(xn, dyn, sn, mn, an, 0, c)
+                ROW_DX8(c)
+            }
+            for (; c < L; ++c) {
+                ROW_SUMS1(xn, dyn, sn, mn, an, 0, c)
+                ROW_DX1(c)
+            }
+            m = mn;
+            a = an;
+            xr = xn;
+            dyr = dyn;
+            sr = sn;
+        }
+        stream_end();
+        return;
+    }
     for (ulong n = n0; n < n1; ++n) {
         float m = stat_mean(mean, moff, n), a = invstd[ioff + n];
         __global const store_t *xr = x + n * L, *dyr = dy + n * L;
@@ -809,30 +896,10 @@ __kernel void bwd_rows(__global const store_t *x, __global const store_t *skip,
             ulong b1 = min(L, b0 + block), c = b0;
             float8 g8 = (float8)(0.0f), gx8 = (float8)(0.0f);
             float g1 = 0.0f, gx1 = 0.0f;
-            for (; c + 8 <= b1; c += 8) {
-                float8 d = LOAD8(dyr, c), xh = (HL8(xr, sr, c) - m) * a;
-                if (want_params) {
-                    float8 pb = first ? d : vload8(0, pdb + c) + d;
-                    float8 pg = first ? d * xh : vload8(0, pdg + c) + d * xh;
-                    vstore8(pb, 0, pdb + c);
-                    vstore8(pg, 0, pdg + c);
-                }
-                if (gamma)
-                    d *= vload8(0, gamma + c);
-                g8 += d;
-                gx8 += d * xh;
-            }
-            for (; c < b1; ++c) {
-                float d = LOAD1(dyr, c), xh = (HL1(xr, sr, c) - m) * a;
-                if (want_params) {
-                    pdb[c] = first ? d : pdb[c] + d;
-                    pdg[c] = first ? d * xh : pdg[c] + d * xh;
-                }
-                if (gamma)
-                    d *= gamma[c];
-                g1 += d;
-                gx1 += d * xh;
-            }
+            for (; c + 8 <= b1; c += 8)
+                ROW_SUMS8(xr, dyr, sr, m, a, first, c)
+            for (; c < b1; ++c)
+                ROW_SUMS1(xr, dyr, sr, m, a, first, c)
             sg += hsum8(g8) + g1;
             sgx += hsum8(gx8) + gx1;
         }
@@ -842,14 +909,10 @@ __kernel void bwd_rows(__global const store_t *x, __global const store_t *skip,
         float k0 = mean ? coef_0(a, sg, count) : 0.0f;
         __global store_t *dxr = dx + n * L;
         ulong c = 0;
-        for (; c + 8 <= L; c += 8) {
-            float8 k = gamma ? a * vload8(0, gamma + c) : (float8)(a);
-            OUT8(k * LOAD8(dyr, c) + kx * (HL8(xr, sr, c) - m) + k0, dxr, c);
-        }
-        for (; c < L; ++c) {
-            float k = gamma ? a * gamma[c] : a;
-            STORE1(k * LOAD1(dyr, c) + kx * (HL1(xr, sr, c) - m) + k0, dxr, c);
-        }
+        for (; c + 8 <= L; c += 8)
+            ROW_DX8(c)
+        for (; c < L; ++c)
+            ROW_DX1(c)
     }
     stream_end();
 }

@@ -394,6 +394,41 @@ START_TEST(channels_first_batch_in_cache_matches_reference)
 }
 END_TEST
 
+START_TEST(pipelined_rows_match_reference)
+{
+    /* LAYER and RMS rows of one block (up to 4096 elements), several to a work-item, are
+     * pipelined on CPUs (bwd_rows: the next row's sums inside this row's dx loop): rows
+     * shorter than a vector and of odd length, one block and one more (not pipelined), row
+     * counts that leave a last work-item a single row; with and without gamma, dgamma, dbeta
+     * and save_*, in place (dx over dy), every floating-point storage. */
+    static const size_t big[][3] = {{300, 1, 37}, {129, 8, 125}, {70, 1, 4096}, {70, 1, 4097},
+                                    {131, 3, 11}, {200, 1, 5}};
+    static const size_t small[][3] = {{70, 1, 13}, {71, 4, 9}};
+    const size_t(*shapes)[3] = harness_small() ? small : big;
+    int nshapes = harness_small() ? 2 : 6;
+    for (int sh = 0; sh < nshapes; ++sh)
+        for (int k = 0; k < 2; ++k)
+            for (int variant = 0; variant < 4; ++variant) {
+                bcase bc = {0};
+                bc.desc = (clnorm_desc){
+                    .kind = k ? CLNORM_RMS : CLNORM_LAYER, .layout = (clnorm_layout)(variant % 2),
+                    .dtype = variant == 2 ? CLNORM_F16 : variant == 3 ? CLNORM_BF16 : CLNORM_F32,
+                    .n = shapes[sh][0], .c = shapes[sh][1], .d = shapes[sh][2], .eps = 1e-5f,
+                    .y_dtype = CLNORM_Y_AS_X
+                };
+                bc.gamma = variant != 1;
+                bc.save = variant != 1;
+                bc.want_dx = 1;
+                bc.want_dgamma = variant != 2;
+                bc.want_dbeta = variant != 3;
+                bc.in_place = variant == 1;
+                bc.offset = 4.0;
+                bc.seed = 1300 + (uint64_t)(sh * 10 + k * 4 + variant);
+                check_case(&bc);
+            }
+}
+END_TEST
+
 START_TEST(long_reductions_with_offset)
 {
     /* A million elements per statistics group, mean 1e4: sums stay accurate. */
@@ -584,6 +619,7 @@ int main(void)
     tcase_add_test(tc, every_column_shape_matches_reference);
     tcase_add_test(tc, channels_first_groups_match_reference);
     tcase_add_test(tc, channels_first_batch_in_cache_matches_reference);
+    tcase_add_test(tc, pipelined_rows_match_reference);
     if (!harness_small())
         tcase_add_test(tc, long_reductions_with_offset);
     tcase_add_test(tc, same_input_gives_same_bits);

@@ -546,6 +546,35 @@ START_TEST(channels_first_batch_in_cache)
 }
 END_TEST
 
+/* LAYER and RMS with enough rows for several to a work-item take the pipelined bwd_rows on
+ * CPUs (forward: those without an epilogue pipeline; with one, the rows go one by one): every
+ * activation, with skip (+ sum) and a residual. */
+START_TEST(pipelined_rows)
+{
+    size_t n = 70, c = 4, d = harness_small() ? 5 : 33;
+    uint64_t seed = 970;
+    for (int k = 0; k < 2; ++k)
+        for (int act = 0; act < 6; ++act) {
+            ecase ec = {0};
+            ec.desc = (clnorm_desc){.kind = k ? CLNORM_RMS : CLNORM_LAYER,
+                                    .layout = (clnorm_layout)(act % 2),
+                                    .dtype = act % 3 == 2 ? CLNORM_BF16 : CLNORM_F32, .n = n,
+                                    .c = c, .d = d, .eps = 1e-5f,
+                                    .activation = (clnorm_activation)act,
+                                    .activation_alpha = 0.1f};
+            ec.skip = act != 3;
+            ec.sum = ec.skip && act % 2;
+            ec.residual = act != 0;
+            ec.gamma = ec.beta = 1;
+            ec.save = act != 4;
+            ec.dresidual = act % 2;
+            ec.seed = seed++;
+            forward_case(&ec);
+            backward_case(&ec);
+        }
+}
+END_TEST
+
 /* ---- the reference's own gradients ---------------------------------------------------------- */
 
 /* L = sum(w * y) over the float64 forward; backward with dy = w must give its derivatives in
@@ -855,6 +884,7 @@ int main(void)
     tcase_add_loop_test(tc, backward_matches_reference, 0, ncases);
     tcase_add_test(tc, wide_channels_last_backward);
     tcase_add_test(tc, channels_first_batch_in_cache);
+    tcase_add_test(tc, pipelined_rows);
     tcase_add_test(tc, bad_epilogues_are_rejected_naming_the_field);
     tcase_add_test(tc, same_input_gives_same_bits);
     tcase_add_test(tc, epilogue_scratch_is_reported_and_taken_only_without_dresidual);
