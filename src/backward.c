@@ -15,7 +15,7 @@
  * they are at most tuning.fused_max elements (the forward row kernel's limit). */
 #define ITEMS_PER_CORE 8
 /* Channels-first BATCH takes bwd_groups from segments (D) of this many elements: at 49 and 64
- * it took 1.1-1.5x the blocked passes' time, at 98 the same, from 128 up 0.6-0.95x (in-process
+ * it took 1.1-1.6x the blocked passes' time, at 98 the same, from 128 up 0.57-0.97x (in-process
  * A/B, clnorm-bench --ab fused=1). */
 #define BATCH_MIN_SEGMENT 128
 

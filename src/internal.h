@@ -213,8 +213,8 @@ struct clnorm_plan {
     size_t bwd_wg;     /* the same for the backward program (its kernel may allow less) */
     cl_kernel partial_rows, partial_cols, finalize, from_running, apply;
     /* Forward of row problems whose row fits in cache (CPU): statistics and apply in one kernel
-     * (norm_rows), one work-item per row of view.S elements in blocks of fused_block; NULL when
-     * the plan takes the separate passes. */
+     * (norm_rows), fused_rows rows of view.S elements per work-item, in blocks of fused_block;
+     * NULL when the plan takes the separate passes. */
     cl_kernel fused;
     /* fused_items: its work-items (rows, samples or channel tiles); fused_rows: norm_rows'
      * rows per work-item (several for LAYER and RMS rows of one block, which it pipelines) */
