@@ -13,7 +13,6 @@
 /* The fused LAYER/RMS backward on CPUs needs work-items for every core. Its rows, and the
  * channels-first groups of bwd_groups, stay in a core's cache between the sums and dx while
  * they are at most tuning.fused_max elements (the forward row kernel's limit). */
-#define ITEMS_PER_CORE 8
 /* Channels-first BATCH takes bwd_groups from segments (D) of this many elements: at 49 and 64
  * it took 1.1-1.6x the blocked passes' time, at 98 the same, from 128 up 0.57-0.97x (in-process
  * A/B, clnorm-bench --ab fused=1). */
@@ -47,7 +46,7 @@ void clnorm_plan_backward_setup(clnorm_plan *plan)
     if (cores == 0)
         cores = 1;
     if (per_sample(d) && !gpu && L <= fused_max && d->n >= 4 * cores) {
-        size_t want = cores * ITEMS_PER_CORE;
+        size_t want = clnorm_plan_row_items(plan);
         plan->bwd_rows_per_item = (d->n + want - 1) / want;
         plan->bwd_row_items = (d->n + plan->bwd_rows_per_item - 1) / plan->bwd_rows_per_item;
         plan->bwd_row_partials_bytes = plan->bwd_row_items * 2 * L * sizeof(float);

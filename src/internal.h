@@ -305,6 +305,9 @@ clnorm_status clnorm_plan_backward_program(clnorm_plan *plan, cl_program *out);
  * group: 0 when there are fewer than four per core, else the tuned size, halved until
  * work-groups still number four per core. */
 size_t clnorm_plan_items_local(const clnorm_plan *plan, size_t items);
+/* Work-items of the CPU row kernels that take several rows each (norm_rows pipelined,
+ * bwd_rows): eight a core, enough to even out the cores' shares. */
+size_t clnorm_plan_row_items(const clnorm_plan *plan);
 clnorm_status clnorm_plan_kernel(clnorm_plan *plan, cl_program program, const char *name,
                                  cl_kernel *out);
 /* Scratch buffers a pass needs: those not made yet are allocated, all or none, after checking

@@ -15,8 +15,6 @@
 /* Problems of up to this many bytes of x take the fused kernels whatever their number of rows
  * (issue of launch cost: a kernel launch is several microseconds, the whole problem a few). */
 #define SMALL_BYTES (256 * 1024)
-/* Work-items per core of the pipelined row kernel: enough to even out the cores' shares. */
-#define ROW_ITEMS_PER_CORE 8
 /* The same for a channels-last sample (a [D][C] slab), which one work-item reduces and applies. */
 #define FUSED_MAX_SLAB 262144
 /* GPUs reduce row blocks with a work-group each (the *_rows_wg kernels, CLNORM_WG): 256
@@ -176,6 +174,11 @@ size_t clnorm_plan_items_local(const clnorm_plan *plan, size_t items)
     return local;
 }
 
+size_t clnorm_plan_row_items(const clnorm_plan *plan)
+{
+    return (plan->ctx->info.compute_units ? plan->ctx->info.compute_units : 1) * 8;
+}
+
 /* Row problems (every group one contiguous row: Q == 1, one partial column per group) on a CPU
  * take the fused kernel when a row fits in a core's cache and there are rows enough to keep
  * every core busy; so do channels-last INSTANCE and GROUP (S == 1, whole vectors of columns)
@@ -204,9 +207,9 @@ static void choose_fused(clnorm_plan *plan, int narrow)
          * cache (longer rows take the blocked passes, which spread one row over every core) */
         items = plan->stats_count;
         plan->fused_block = plan->ctx->tuning.block;
-        /* LAYER and RMS rows of one block, ROW_ITEMS_PER_CORE work-items a core: a work-item
-         * reads its next row while it writes this one's y (norm_rows) */
-        size_t want = (info->compute_units ? info->compute_units : 1) * ROW_ITEMS_PER_CORE;
+        /* LAYER and RMS rows of one block, several to each of clnorm_plan_row_items: a
+         * work-item reads its next row while it writes this one's y (norm_rows) */
+        size_t want = clnorm_plan_row_items(plan);
         if (plan->apply_mode == 2 && v->S <= plan->fused_block && items >= 2 * want) {
             plan->fused_rows = ceil_div(items, want);
             items = ceil_div(items, plan->fused_rows);
