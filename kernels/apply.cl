@@ -538,6 +538,14 @@ __kernel void norm_slab(__global const store_t *x, __global const store_t *skip,
         }
     }
 #if CLNORM_APPLY == 1 && !CLNORM_NARROW
+#ifdef CLNORM_NT_LINE
+    if (!epi && R % 16 == 0 && ((ulong)y & 63) == 0) { /* whole lines of y, as apply */
+        row_walk w = {base, base + Q * R, 0, base + Q * R, 0, 0};
+        apply_lines(x, y, tm, T, 0, &w, R, Q);
+        stream_end();
+        return;
+    }
+#endif
     if (!epi && R % 8 == 0) { /* the constants of 64 channels at a time in registers */
         row_walk w = {base, base + Q * R, 0, base + Q * R, 0, 0};
         float8 cm[ROW_VECTORS], cs[ROW_VECTORS], cb[ROW_VECTORS];
