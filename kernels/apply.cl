@@ -41,15 +41,13 @@
         STORE1(act1(z_, act, alpha), y, e);                                                       \
     }
 
-/* NT_LINE: one 64-byte line of y, v a float16, by one non-temporal store (apply_lines says
- * why). LINES_LOOP: the part of a plain run [i, stop) from y's first 64-byte boundary (one
+/* LINES_LOOP: the part of a plain run [i, stop) from y's first 64-byte boundary (one
  * eight-element step on from a 32-byte one), by whole lines, M16, S16 and B16 the constants of
  * elements pos..pos+15; without CLNORM_NT_LINE nothing, and the eight-element loop that
  * follows does the whole run. In-process A/B against 32-byte stores, old time over new:
  * channels-first BATCH 32x64x3136 inference 0.84-1.56 cold, 1.12-1.22 hot, training 1.04-1.08
  * cold and 1.02-1.10 hot; BATCH 8x256x1024 and INSTANCE even cold, up to 1.11 hot. */
 #ifdef CLNORM_NT_LINE
-#define NT_LINE(v, p, i) __builtin_nontemporal_store((v), (__global float16 *)((p) + (i)))
 #define LINES_LOOP(M8, S8, B8, M16, S16, B16)                                                      \
     if (!((ulong)(y + i) & 31)) {                                                                   \
         if (((ulong)(y + i) & 63) && i + 8 <= stop) {                                               \

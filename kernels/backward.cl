@@ -369,6 +369,56 @@ inline void add8(__global float *p, float8 v, int first)
         }                                                                                         \
     }
 
+#if CLNORM_APPLY == 1 && !CLNORM_NARROW
+/* Channels-last rows of whole vectors without an activation (ROWS8_WALK, common.clh), the four
+ * coefficients of up to 64 channels in registers. */
+#define BR_HOLD(tm, k)                                                                            \
+    {                                                                                             \
+        cm[k] = vload8(k, tm);                                                                    \
+        ck[k] = vload8(k, (tm) + T);                                                              \
+        cx[k] = vload8(k, (tm) + 2 * T);                                                          \
+        c0[k] = vload8(k, (tm) + 3 * T);                                                          \
+    }
+#define BR_REG(e, k) OUT8(ck[k] * LOAD8(dy, e) + cx[k] * (HL8(x, skip, e) - cm[k]) + c0[k], dx, e);
+#define BR_MEM(e, tm, pos)                                                                        \
+    OUT8(vload8(0, (tm) + T + (pos)) * LOAD8(dy, e) +                                             \
+             vload8(0, (tm) + 2 * T + (pos)) * (HL8(x, skip, e) - vload8(0, (tm) + (pos))) +      \
+             vload8(0, (tm) + 3 * T + (pos)),                                                     \
+         dx, e);
+#ifdef CLNORM_NT_LINE
+/* The same where dx is 64-byte aligned and rows are whole lines (C % 16 == 0): tile pairs in
+ * float16, one non-temporal store a line (apply_lines). */
+#define BL_HOLD(tm, k)                                                                            \
+    if (!((k)&1)) {                                                                               \
+        lm[(k) / 2] = vload16((k) / 2, tm);                                                       \
+        lk[(k) / 2] = vload16((k) / 2, (tm) + T);                                                 \
+        lx[(k) / 2] = vload16((k) / 2, (tm) + 2 * T);                                             \
+        l0[(k) / 2] = vload16((k) / 2, (tm) + 3 * T);                                             \
+    }
+#define BL_REG(e, k)                                                                              \
+    if (!((k)&1))                                                                                 \
+        NT_LINE(lk[(k) / 2] * LOAD16(dy, e) + lx[(k) / 2] * (HL16(x, skip, e) - lm[(k) / 2]) +    \
+                    l0[(k) / 2],                                                                  \
+                dx, e);
+inline void bwd_lines(__global const float *x, __global const float *skip,
+                      __global const float *dy, __global float *dx, __global const float *coef,
+                      ulong T, ulong tstride, const row_walk *w, ulong rowlen,
+                      ulong rows_per_sample)
+{
+    float16 lm[ROW_VECTORS / 2], lk[ROW_VECTORS / 2], lx[ROW_VECTORS / 2], l0[ROW_VECTORS / 2];
+    ROWS8_WALK(w, coef, tstride, rowlen, rows_per_sample, BL_HOLD, BL_REG, BR_MEM)
+}
+#endif
+inline void bwd_rows8(__global const store_t *x, __global const store_t *skip,
+                      __global const store_t *dy, __global store_t *dx,
+                      __global const float *coef, ulong T, ulong tstride, const row_walk *w,
+                      ulong rowlen, ulong rows_per_sample)
+{
+    float8 cm[ROW_VECTORS], ck[ROW_VECTORS], cx[ROW_VECTORS], c0[ROW_VECTORS];
+    ROWS8_WALK(w, coef, tstride, rowlen, rows_per_sample, BR_HOLD, BR_REG, BR_MEM)
+}
+#endif
+
 /*
  * Channels-last INSTANCE and GROUP on CPUs whose sample fits in a core's cache (the problems
  * of norm_slab): one work-item per sample p and its [Q][R] slab of x and dy, so that x and dy
@@ -416,14 +466,44 @@ __kernel void bwd_slab(__global const store_t *x, __global const store_t *skip,
             sd[c] = coef_0(a, tg, count);
         }
     }
+#if CLNORM_APPLY == 1 && !CLNORM_NARROW
+    /* dx with the coefficients of 64 channels at a time in registers (bwd_apply's walk) */
+    row_walk w = {base, base + Q * R, 0, base + Q * R, 0, 0};
+#ifdef CLNORM_NT_LINE
+    if (R % 16 == 0 && ((ulong)dx & 63) == 0)
+        bwd_lines(x, skip, dy, dx, cm, T, 0, &w, R, Q);
+    else
+#endif
+        bwd_rows8(x, skip, dy, dx, cm, T, 0, &w, R, Q);
+#else
     for (ulong i = base, end = base + Q * R; i < end; i += R)
         for (ulong c = 0; c < R; c += 8)
             OUT8(vload8(0, cdy + c) * LOAD8(dy, i + c) +
                        vload8(0, sg + c) * (HL8(x, skip, i + c) - vload8(0, cm + c)) +
                        vload8(0, sd + c),
                    dx, i + c);
+#endif
     stream_end();
 }
+
+/* Under CLNORM_NT_LINE, the part of a run without an activation from dx's first 64-byte
+ * boundary, by whole lines (apply's LINES_LOOP), the coefficients of sixteen elements (M16,
+ * KDY16, KX16, K016) beside those of eight. */
+#ifdef CLNORM_NT_LINE
+#define BWD_LINES(M16, KDY16, KX16, K016, M8, KDY8, KX8, K08)                                   \
+    if (!((ulong)(dx + i) & 31)) {                                                                \
+        if (((ulong)(dx + i) & 63) && i + 8 <= stop) {                                            \
+            OUT8((KDY8) * LOAD8(dy, i) + (KX8) * (HL8(x, skip, i) - (M8)) + (K08), dx, i);        \
+            i += 8;                                                                               \
+            pos += 8;                                                                             \
+        }                                                                                         \
+        for (; i + 16 <= stop; i += 16, pos += 16)                                                \
+            NT_LINE((KDY16) * LOAD16(dy, i) + (KX16) * (HL16(x, skip, i) - (M16)) + (K016), dx,   \
+                    i);                                                                           \
+    }
+#else
+#define BWD_LINES(M16, KDY16, KX16, K016, M8, KDY8, KX8, K08)
+#endif
 
 /*
  * Channels-first groups on CPUs that fit in a core's cache: one work-item per statistics group
@@ -482,7 +562,8 @@ __kernel void bwd_groups(__global const store_t *x, __global const store_t *skip
     for (ulong j = 0; j < cpg; ++j) {
         float kdy = (gamma ? gamma[c0 + j] : 1.0f) * a;
         for (ulong n = 0; n < nseg; ++n) {
-            ulong i = (k0 + j) * D + n * segstride, end = i + D;
+            ulong i = (k0 + j) * D + n * segstride, end = i + D, stop = end, pos = 0;
+            BWD_LINES(m, kdy, kx, k1, m, kdy, kx, k1)
             for (; i + 8 <= end; i += 8)
                 OUT8(kdy * LOAD8(dy, i) + kx * (HL8(x, skip, i) - m) + k1, dx, i);
             for (; i < end; ++i)
@@ -660,10 +741,11 @@ __kernel void bwd_running_stats(__global const float *running_mean,
     stats[ngroups + k] = rsqrt(running_var[c] + eps);
 }
 
+
 /* dx = k_dy*dy + k_x*(x - mean) + k_0, walking chunks and rows as apply does (row_walk). With
  * act nonzero, dy*act'(z) in place of dy, z recomputed: (h - mean) * k_dy + beta (+ residual),
  * k_dy being gamma*invstd (B8, B1: beta). */
-#define BWD_LOOP(M8, KDY8, KX8, K08, M1, KDY1, KX1, K01, B8, B1)                                  \
+#define BWD_LOOP(M16, KDY16, KX16, K016, M8, KDY8, KX8, K08, M1, KDY1, KX1, K01, B8, B1)         \
     if (act) {                                                                                    \
         for (; i + 8 <= stop; i += 8, pos += 8) {                                                 \
             float8 h = HL8(x, skip, i), z = (h - (M8)) * (KDY8) + (B8);                           \
@@ -680,37 +762,13 @@ __kernel void bwd_running_stats(__global const float *running_mean,
             STORE1((KDY1) * g + (KX1) * (h - (M1)) + (K01), dx, i);                               \
         }                                                                                         \
     } else {                                                                                      \
+        BWD_LINES(M16, KDY16, KX16, K016, M8, KDY8, KX8, K08)                                     \
         for (; i + 8 <= stop; i += 8, pos += 8)                                                   \
             OUT8((KDY8) * LOAD8(dy, i) + (KX8) * (HL8(x, skip, i) - (M8)) + (K08), dx, i);      \
         for (; i < stop; ++i, ++pos)                                                              \
             STORE1((KDY1) * LOAD1(dy, i) + (KX1) * (HL1(x, skip, i) - (M1)) + (K01), dx, i);      \
     }
 
-#if CLNORM_APPLY == 1 && !CLNORM_NARROW
-/* Channels-last rows of whole vectors without an activation (ROWS8_WALK, common.clh), the four
- * coefficients of up to 64 channels in registers. */
-#define BR_HOLD(tm, k)                                                                            \
-    {                                                                                             \
-        cm[k] = vload8(k, tm);                                                                    \
-        ck[k] = vload8(k, (tm) + T);                                                              \
-        cx[k] = vload8(k, (tm) + 2 * T);                                                          \
-        c0[k] = vload8(k, (tm) + 3 * T);                                                          \
-    }
-#define BR_REG(e, k) OUT8(ck[k] * LOAD8(dy, e) + cx[k] * (HL8(x, skip, e) - cm[k]) + c0[k], dx, e);
-#define BR_MEM(e, tm, pos)                                                                        \
-    OUT8(vload8(0, (tm) + T + (pos)) * LOAD8(dy, e) +                                             \
-             vload8(0, (tm) + 2 * T + (pos)) * (HL8(x, skip, e) - vload8(0, (tm) + (pos))) +      \
-             vload8(0, (tm) + 3 * T + (pos)),                                                     \
-         dx, e);
-inline void bwd_rows8(__global const store_t *x, __global const store_t *skip,
-                      __global const store_t *dy, __global store_t *dx,
-                      __global const float *coef, ulong T, ulong tstride, const row_walk *w,
-                      ulong rowlen, ulong rows_per_sample)
-{
-    float8 cm[ROW_VECTORS], ck[ROW_VECTORS], cx[ROW_VECTORS], c0[ROW_VECTORS];
-    ROWS8_WALK(w, coef, tstride, rowlen, rows_per_sample, BR_HOLD, BR_REG, BR_MEM)
-}
-#endif
 
 __kernel void bwd_apply(__global const store_t *x, __global const store_t *skip,
                         __global const store_t *dy,
@@ -724,6 +782,13 @@ __kernel void bwd_apply(__global const store_t *x, __global const store_t *skip,
     if (!walk_begin(&w, chunk, total, rowlen, rows_per_sample))
         return;
 #if CLNORM_APPLY == 1 && !CLNORM_NARROW
+#ifdef CLNORM_NT_LINE
+    if (!act && rowlen % 16 == 0 && ((ulong)dx & 63) == 0) {
+        bwd_lines(x, skip, dy, dx, coef, T, tstride, &w, rowlen, rows_per_sample);
+        stream_end();
+        return;
+    }
+#endif
     if (!act && rowlen % 8 == 0) {
         bwd_rows8(x, skip, dy, dx, coef, T, tstride, &w, rowlen, rows_per_sample);
         stream_end();
@@ -736,7 +801,7 @@ __kernel void bwd_apply(__global const store_t *x, __global const store_t *skip,
         ulong t = n * tstride + w.rs;
         float m = coef[t], kdy = coef[T + t], kx = coef[2 * T + t], k0 = coef[3 * T + t];
         float b = act && beta ? beta[w.rs] : 0.0f;
-        BWD_LOOP(m, kdy, kx, k0, m, kdy, kx, k0, b, b)
+        BWD_LOOP(m, kdy, kx, k0, m, kdy, kx, k0, m, kdy, kx, k0, b, b)
 #elif CLNORM_APPLY == 1 && CLNORM_NARROW
         /* Fewer than eight channels: a row is a whole sample, as in apply. */
         __global const float *tm = coef + n * tstride;
@@ -758,18 +823,21 @@ __kernel void bwd_apply(__global const store_t *x, __global const store_t *skip,
             STORE1(cdy[c] * LOAD1(dy, i) + cx[c] * (HL1(x, skip, i) - cm[c]) + c1[c], dx, i);
 #elif CLNORM_APPLY == 1
         __global const float *tm = coef + n * tstride;
-        BWD_LOOP(vload8(0, tm + pos), vload8(0, tm + T + pos), vload8(0, tm + 2 * T + pos),
-                 vload8(0, tm + 3 * T + pos), tm[pos], tm[T + pos], tm[2 * T + pos],
+        BWD_LOOP(vload16(0, tm + pos), vload16(0, tm + T + pos), vload16(0, tm + 2 * T + pos),
+                 vload16(0, tm + 3 * T + pos), vload8(0, tm + pos), vload8(0, tm + T + pos),
+                 vload8(0, tm + 2 * T + pos), vload8(0, tm + 3 * T + pos), tm[pos], tm[T + pos],
+                 tm[2 * T + pos],
                  tm[3 * T + pos], act && beta ? vload8(0, beta + pos) : (float8)(0.0f),
                  act && beta ? beta[pos] : 0.0f)
 #else
         float m = coef[n], a = coef[T + n], kx = coef[2 * T + n], k0 = coef[3 * T + n];
         if (gamma) {
-            BWD_LOOP(m, a * vload8(0, gamma + pos), kx, k0, m, a * gamma[pos], kx, k0,
+            BWD_LOOP(m, a * vload16(0, gamma + pos), kx, k0, m, a * vload8(0, gamma + pos), kx,
+                     k0, m, a * gamma[pos], kx, k0,
                      act && beta ? vload8(0, beta + pos) : (float8)(0.0f),
                      act && beta ? beta[pos] : 0.0f)
         } else {
-            BWD_LOOP(m, a, kx, k0, m, a, kx, k0,
+            BWD_LOOP(m, a, kx, k0, m, a, kx, k0, m, a, kx, k0,
                      act && beta ? vload8(0, beta + pos) : (float8)(0.0f),
                      act && beta ? beta[pos] : 0.0f)
         }
