@@ -55,8 +55,10 @@
             i += 8;                                                                                 \
             pos += 8;                                                                               \
         }                                                                                           \
-        for (; i + 16 <= stop; i += 16, pos += 16)                                                  \
+        for (; i + 16 <= stop; i += 16, pos += 16) {                                                \
+            PREFETCH(x + i + PREFETCH_AHEAD);                                                       \
             NT_LINE((vload16(0, x + i) - (M16)) * (S16) + (B16), y, i);                             \
+        }                                                                                           \
     }
 #else
 #define LINES_LOOP(M8, S8, B8, M16, S16, B16)
@@ -104,7 +106,12 @@
         cs[k] = vload8(k, (tm) + T);                                                              \
         cb[k] = vload8(k, (tm) + 2 * T);                                                          \
     }
-#define AR_REG(e, k) OUT8((LOAD8(x, e) - cm[k]) * cs[k] + cb[k], y, e);
+#define AR_REG(e, k)                                                                              \
+    {                                                                                             \
+        if (!((k)&1))                                                                             \
+            PREFETCH(x + (e) + PREFETCH_AHEAD);                                                   \
+        OUT8((LOAD8(x, e) - cm[k]) * cs[k] + cb[k], y, e);                                        \
+    }
 #define AR_MEM(e, tm, pos)                                                                        \
     OUT8((LOAD8(x, e) - vload8(0, (tm) + (pos))) * vload8(0, (tm) + T + (pos)) +                  \
              vload8(0, (tm) + 2 * T + (pos)),                                                     \
@@ -121,8 +128,10 @@
         lb[(k) / 2] = vload16((k) / 2, (tm) + 2 * T);                                             \
     }
 #define AL_REG(e, k)                                                                              \
-    if (!((k)&1))                                                                                 \
-        NT_LINE((vload16(0, x + (e)) - lm[(k) / 2]) * ls[(k) / 2] + lb[(k) / 2], y, e);
+    if (!((k)&1)) {                                                                               \
+        PREFETCH(x + (e) + PREFETCH_AHEAD);                                                       \
+        NT_LINE((vload16(0, x + (e)) - lm[(k) / 2]) * ls[(k) / 2] + lb[(k) / 2], y, e);           \
+    }
 inline void apply_lines(__global const float *x, __global float *y, __global const float *table,
                         ulong T, ulong tstride, const row_walk *w, ulong rowlen,
                         ulong rows_per_sample)
@@ -231,7 +240,7 @@ inline void merge_run(__global const store_t *x, __global const store_t *skip, u
     for (ulong b0 = 0; b0 < count; b0 += block) {
         ulong len = min(block, count - b0);
         float bm, bm2;
-        run_stats(x, skip, i0 + b0, len, &bm, &bm2);
+        run_stats(x, skip, i0 + b0, len, len, &bm, &bm2); /* the row's next block follows */
         merge_block(n, mean, m2, shift, (float)len, bm, bm2);
     }
 }
@@ -355,7 +364,7 @@ __kernel void norm_rows(__global const store_t *x, __global const store_t *skip,
         run_sum(x, skip, row, row + S, c, &a0, &a1, &a2, &a3, &t);
         for (ulong g = g0; g < g1; ++g, row += S) {
             float bm, bm2, n = 0.0f, mean = 0.0f, m2 = 0.0f, shift = 0.0f;
-            run_finish(x, skip, row, S, c, a0, a1, a2, a3, t, &bm, &bm2);
+            run_finish(x, skip, row, S, c, a0, a1, a2, a3, t, 0, &bm, &bm2);
             merge_block(&n, &mean, &m2, &shift, (float)S, bm, bm2); /* as merge_run */
             float2 mi = row_out(g, n, mean + shift, m2, rms, eps, part, stats, ngroups,
                                 save_mean, save_invstd);

@@ -40,11 +40,15 @@ inline void run_sum(__global const store_t *x, __global const store_t *skip, ulo
         *t += HL1(x, skip, i) - c;
 }
 
-/* Deviations from m over x[i, end): their sum (d) and their squares' sum (e). */
+/* Deviations from m over x[i, end): their sum (d) and their squares' sum (e). The sweep reads
+ * from cache; `ahead` (0: none) is how far on the lines to prefetch meanwhile lie (the next
+ * block's, where it follows this one). */
 inline void run_dev(__global const store_t *x, __global const store_t *skip, ulong i, ulong end, float m, float8 *d0,
-                    float8 *d1, float8 *e0, float8 *e1, float *dt, float *et)
+                    float8 *d1, float8 *e0, float8 *e1, float *dt, float *et, ulong ahead)
 {
     for (; i + 16 <= end; i += 16) {
+        if (ahead)
+            PREFETCH(x + i + ahead);
         float8 u = HL8(x, skip, i) - m, v = HL8(x, skip, i + 8) - m;
         *d0 += u;
         *d1 += v;
@@ -67,13 +71,13 @@ inline void run_dev(__global const store_t *x, __global const store_t *skip, ulo
  * count) about shift: the first mean, then the sweep of deviations (from cache). */
 inline void run_finish(__global const store_t *x, __global const store_t *skip, ulong i0,
                        ulong count, float shift, float8 a0, float8 a1, float8 a2, float8 a3,
-                       float t, float *mean, float *m2)
+                       float t, ulong ahead, float *mean, float *m2)
 {
     float fc = (float)count;
     float mean0 = shift + (hsum8((a0 + a1) + (a2 + a3)) + t) / fc;
     float8 d0 = (float8)(0.0f), d1 = d0, e0 = d0, e1 = d0;
     float dt = 0.0f, et = 0.0f;
-    run_dev(x, skip, i0, i0 + count, mean0, &d0, &d1, &e0, &e1, &dt, &et);
+    run_dev(x, skip, i0, i0 + count, mean0, &d0, &d1, &e0, &e1, &dt, &et, ahead);
     float sd = hsum8(d0 + d1) + dt;
     *mean = mean0 + sd / fc;
     *m2 = hsum8(e0 + e1) + et - sd * (sd / fc);
@@ -83,13 +87,13 @@ inline void run_finish(__global const store_t *x, __global const store_t *skip, 
  * first mean, the second sweep (from cache) sums deviations from it and their squares, and the
  * sum of deviations corrects both. A constant run gives its value and M2 = 0 exactly. */
 inline void run_stats(__global const store_t *x, __global const store_t *skip, ulong i0,
-                      ulong count, float *mean, float *m2)
+                      ulong count, ulong ahead, float *mean, float *m2)
 {
     float shift = HL1(x, skip, i0);
     float8 a0 = (float8)(0.0f), a1 = a0, a2 = a0, a3 = a0;
     float t = 0.0f;
     run_sum(x, skip, i0, i0 + count, shift, &a0, &a1, &a2, &a3, &t);
-    run_finish(x, skip, i0, count, shift, a0, a1, a2, a3, t, mean, m2);
+    run_finish(x, skip, i0, count, shift, a0, a1, a2, a3, t, ahead, mean, m2);
 }
 
 /* Row shape: one work-item per block of a (p, r) group; the block is qb segments of up to sb
@@ -106,7 +110,7 @@ __kernel void stats_partial_rows(__global const store_t *x, __global const store
     ulong ns = b.s1 - b.s0, stride = R * S;
     if (b.q1 - b.q0 == 1) { /* one contiguous run */
         float mean, m2;
-        run_stats(x, skip, b.first, ns, &mean, &m2);
+        run_stats(x, skip, b.first, ns, ns, &mean, &m2); /* the next block follows */
         store_partial(part, b.out, mean, m2);
         return;
     }
@@ -122,7 +126,7 @@ __kernel void stats_partial_rows(__global const store_t *x, __global const store
     float8 d0 = (float8)(0.0f), d1 = d0, e0 = d0, e1 = d0;
     float dt = 0.0f, et = 0.0f;
     for (ulong q = b.q0, i = b.first; q < b.q1; ++q, i += stride)
-        run_dev(x, skip, i, i + ns, mean0, &d0, &d1, &e0, &e1, &dt, &et);
+        run_dev(x, skip, i, i + ns, mean0, &d0, &d1, &e0, &e1, &dt, &et, 0);
     float sd = hsum8(d0 + d1) + dt;
     store_partial(part, b.out, mean0 + sd / count, hsum8(e0 + e1) + et - sd * (sd / count));
 }
@@ -301,6 +305,8 @@ inline void narrow_stats(__global const store_t *x, __global const store_t *skip
  * [0, rows) of stride R from x + i0, two-pass as everywhere. Runs of 256 bytes per row stream
  * at memory speed where runs of 128 bytes or less (every other pair of lines) measured 3x
  * slower on the 2-core EPYC; 64 columns need 24 vector registers, and AVX-512 CPUs have 32.
+ * The second sweep, from cache, prefetches the rows that follow the block's (the next block's,
+ * which a neighbouring work-item reads next on the same core).
  */
 #define COLS_STATS_FN(NAME, NT)                                                                   \
     inline void NAME(__global const store_t *x, __global const store_t *skip, ulong i0,         \
@@ -318,13 +324,15 @@ inline void narrow_stats(__global const store_t *x, __global const store_t *skip
         for (ulong i = i0, end = i0 + rows * stride; i < end; i += stride)                        \
             _Pragma("unroll") for (int t = 0; t < NT; ++t) acc[t] += HL8(x, skip, i + 8 * t) - sh[t]; \
         _Pragma("unroll") for (int t = 0; t < NT; ++t) mean[t] = sh[t] + acc[t] / count;          \
-        for (ulong i = i0, end = i0 + rows * stride; i < end; i += stride)                        \
+        for (ulong i = i0, end = i0 + rows * stride; i < end; i += stride) {                      \
+            _Pragma("unroll") for (int t = 0; t < NT; t += 2) PREFETCH(x + i + rows * stride + 8 * t); \
             _Pragma("unroll") for (int t = 0; t < NT; ++t)                                        \
             {                                                                                     \
                 float8 v = HL8(x, skip, i + 8 * t) - mean[t];                                         \
                 d[t] += v;                                                                        \
                 dd[t] += v * v;                                                                   \
             }                                                                                     \
+        }                                                                                         \
         _Pragma("unroll") for (int t = 0; t < NT; ++t)                                            \
         {                                                                                         \
             mean[t] += d[t] / count;                                                              \

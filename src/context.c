@@ -181,6 +181,8 @@ void clnorm_device_info_read(cl_platform_id platform, cl_device_id device,
         info->cls = CLNORM_CLASS_GPU;
     else if (force && equal_nocase(force, "cpu"))
         info->cls = CLNORM_CLASS_CPU;
+    info->prefetch = info->cls == CLNORM_CLASS_CPU &&
+                     strstr(info->platform_name, "Portable Computing Language") != NULL;
 }
 
 static clnorm_context *context_new(void)

@@ -38,6 +38,9 @@ typedef struct clnorm_device_info {
     cl_ulong local_mem, max_alloc, global_mem; /* max_alloc: CLNORM_MAX_ALLOC may lower it */
     cl_bool compiler_available, little_endian;
     int compiler_forced_off; /* CLNORM_COMPILER=0 cleared compiler_available */
+    /* the CPU kernels' software prefetch (CLNORM_PREFETCH, common.clh): PoCL's CPU devices,
+     * where it was measured; Oclgrind's interpreter has no llvm.prefetch */
+    int prefetch;
 } clnorm_device_info;
 
 /* Launch parameters a device is tuned by (tune.c): defaults per device class, or what

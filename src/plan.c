@@ -297,11 +297,12 @@ static void program_options(const clnorm_plan *plan, int backward, size_t wg, ch
                              : "";
     snprintf(out, size,
              "-cl-std=CL1.2 -DCLNORM_DTYPE=%d%s -DCLNORM_APPLY=%d -DCLNORM_RT=%d"
-             " -DCLNORM_NARROW=%d -DCLNORM_CT=%d%s%s%s",
+             " -DCLNORM_NARROW=%d -DCLNORM_CT=%d%s%s%s%s",
              (int)d->dtype, y_option, plan->apply_mode,
              plan->ctx->info.cls == CLNORM_CLASS_GPU ? 1 : COLS, plan->narrow,
              (int)(backward ? plan->bwd_col_tile : plan->col_tile),
-             wg_option, endian, plan->stream ? " -DCLNORM_STREAM=1" : "");
+             wg_option, endian, plan->stream ? " -DCLNORM_STREAM=1" : "",
+             plan->ctx->info.prefetch ? " -DCLNORM_PREFETCH=1" : "");
 }
 
 void clnorm_problem_text(const clnorm_desc *d, int backward, char *out, size_t size)
