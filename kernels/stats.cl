@@ -48,7 +48,7 @@ inline void run_dev(__global const store_t *x, __global const store_t *skip, ulo
 {
     for (; i + 16 <= end; i += 16) {
         if (ahead)
-            PREFETCH(x + i + ahead);
+            PREFETCH_L2(x + i + ahead);
         float8 u = HL8(x, skip, i) - m, v = HL8(x, skip, i + 8) - m;
         *d0 += u;
         *d1 += v;
@@ -325,7 +325,7 @@ inline void narrow_stats(__global const store_t *x, __global const store_t *skip
             _Pragma("unroll") for (int t = 0; t < NT; ++t) acc[t] += HL8(x, skip, i + 8 * t) - sh[t]; \
         _Pragma("unroll") for (int t = 0; t < NT; ++t) mean[t] = sh[t] + acc[t] / count;          \
         for (ulong i = i0, end = i0 + rows * stride; i < end; i += stride) {                      \
-            _Pragma("unroll") for (int t = 0; t < NT; t += 2) PREFETCH(x + i + rows * stride + 8 * t); \
+            _Pragma("unroll") for (int t = 0; t < NT; t += 2) PREFETCH_L2(x + i + rows * stride + 8 * t); \
             _Pragma("unroll") for (int t = 0; t < NT; ++t)                                        \
             {                                                                                     \
                 float8 v = HL8(x, skip, i + 8 * t) - mean[t];                                         \
