@@ -153,9 +153,28 @@ __kernel void apply(__global const store_t *x, __global const store_t *skip, __g
                     __global const float *table, ulong T, __global const float *stats,
                     ulong nstats, __global const float *gamma, __global const float *beta,
                     ulong total, ulong rowlen, ulong rows_per_sample, ulong tstride, ulong chunk,
-                    __global const store_t *residual, __global store_t *sum, int act, float alpha)
+                    __global const store_t *residual, __global store_t *sum, int act, float alpha,
+                    int across)
 {
     int epi = skip || residual || sum || act;
+#if CLNORM_APPLY == 2
+    if (across) {
+        /* Long rows (CPUs): work-item k takes positions [k*chunk, (k+1)*chunk) of every sample
+         * in turn, so that its chunk of gamma and beta is read from memory once and from cache
+         * for the other samples, where the plain walk read the whole of both once a sample. */
+        ulong p0 = get_global_id(0) * chunk;
+        if (p0 >= rowlen)
+            return;
+        ulong p1 = min(rowlen, p0 + chunk), ns = total / rowlen;
+        for (ulong n = 0; n < ns; ++n) {
+            ulong i = n * rowlen + p0, pos = p0, stop = n * rowlen + p1;
+            float m = stats[n], a = stats[nstats + n];
+            APPLY_PER_ELEMENT(m, a)
+        }
+        stream_end();
+        return;
+    }
+#endif
     row_walk w;
     if (!walk_begin(&w, chunk, total, rowlen, rows_per_sample))
         return;

@@ -239,11 +239,13 @@ static clnorm_status enqueue_apply(clnorm_plan *plan, clnorm_chain *chain,
                           KARG(G),           KARG(b->gamma),   KARG(b->beta),
                           KARG(total),       KARG(rowlen),     KARG(rows),
                           KARG(tstride),     KARG(chunk),      KARG(b->residual),
-                          KARG(b->sum),      KARG(act),        KARG(d->activation_alpha)};
-    clnorm_status s = clnorm_set_args(plan->ctx, plan->apply, "apply", args, 18);
+                          KARG(b->sum),      KARG(act),        KARG(d->activation_alpha),
+                          KARG(plan->apply_across)};
+    clnorm_status s = clnorm_set_args(plan->ctx, plan->apply, "apply", args, 19);
     if (s)
         return s;
-    size_t work = (plan->elements + plan->apply_chunk - 1) / plan->apply_chunk;
+    size_t span = plan->apply_across ? plan->apply_rowlen : plan->elements;
+    size_t work = (span + plan->apply_chunk - 1) / plan->apply_chunk;
     return clnorm_chain_step(chain, plan->apply, "apply", work, plan->apply_local);
 }
 

@@ -211,6 +211,9 @@ struct clnorm_plan {
     clnorm_blocking blocking;
     size_t apply_chunk, apply_rowlen, apply_rows_per_sample;
     size_t apply_local; /* work-group size of apply (and of the copy kernel it is measured by) */
+    /* LAYER and RMS rows on CPUs long enough to give every core chunks of one position range:
+     * apply walks each range across the samples (gamma and beta read once) */
+    int apply_across;
     size_t local_size; /* of the per-work-item kernels */
     size_t coop_wg;    /* CLNORM_WG on GPUs (rows reduced a work-group per block), else 0 */
     size_t bwd_wg;     /* the same for the backward program (its kernel may allow less) */
