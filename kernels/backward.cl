@@ -487,20 +487,13 @@ __kernel void bwd_slab(__global const store_t *x, __global const store_t *skip,
 }
 
 /* Under CLNORM_NT_LINE, the part of a run without an activation from dx's first 64-byte
- * boundary, by whole lines (apply's LINES_LOOP), the coefficients of sixteen elements (M16,
+ * boundary, by whole lines (LINES_RUN, as apply's LINES_LOOP), the coefficients of sixteen elements (M16,
  * KDY16, KX16, K016) beside those of eight. */
 #ifdef CLNORM_NT_LINE
 #define BWD_LINES(M16, KDY16, KX16, K016, M8, KDY8, KX8, K08)                                   \
-    if (!((ulong)(dx + i) & 31)) {                                                                \
-        if (((ulong)(dx + i) & 63) && i + 8 <= stop) {                                            \
-            OUT8((KDY8) * LOAD8(dy, i) + (KX8) * (HL8(x, skip, i) - (M8)) + (K08), dx, i);        \
-            i += 8;                                                                               \
-            pos += 8;                                                                             \
-        }                                                                                         \
-        for (; i + 16 <= stop; i += 16, pos += 16)                                                \
-            NT_LINE((KDY16) * LOAD16(dy, i) + (KX16) * (HL16(x, skip, i) - (M16)) + (K016), dx,   \
-                    i);                                                                           \
-    }
+    LINES_RUN(dx, OUT8((KDY8) * LOAD8(dy, i) + (KX8) * (HL8(x, skip, i) - (M8)) + (K08), dx, i),  \
+              NT_LINE((KDY16) * LOAD16(dy, i) + (KX16) * (HL16(x, skip, i) - (M16)) + (K016),   \
+                      dx, i))
 #else
 #define BWD_LINES(M16, KDY16, KX16, K016, M8, KDY8, KX8, K08)
 #endif
@@ -741,7 +734,6 @@ __kernel void bwd_running_stats(__global const float *running_mean,
     stats[ngroups + k] = rsqrt(running_var[c] + eps);
 }
 
-
 /* dx = k_dy*dy + k_x*(x - mean) + k_0, walking chunks and rows as apply does (row_walk). With
  * act nonzero, dy*act'(z) in place of dy, z recomputed: (h - mean) * k_dy + beta (+ residual),
  * k_dy being gamma*invstd (B8, B1: beta). */
@@ -768,7 +760,6 @@ __kernel void bwd_running_stats(__global const float *running_mean,
         for (; i < stop; ++i, ++pos)                                                              \
             STORE1((KDY1) * LOAD1(dy, i) + (KX1) * (HL1(x, skip, i) - (M1)) + (K01), dx, i);      \
     }
-
 
 __kernel void bwd_apply(__global const store_t *x, __global const store_t *skip,
                         __global const store_t *dy,

@@ -587,10 +587,10 @@ static clnorm_status plan_make(clnorm_context *ctx, const clnorm_desc *desc, int
         size_t want = ceil_div(plan->elements, (size_t)info->compute_units * 8 + 1);
         size_t least = chunk_max < 1024 ? chunk_max : 1024;
         plan->apply_chunk = round_up(want < least ? least : want > chunk_max ? chunk_max : want, 8);
-        /* (four chunks a core, as clnorm_plan_items_local asks) */
-        plan->apply_across = apply_mode == 2 && d->n > 1 &&
-                             ceil_div(plan->apply_rowlen, plan->apply_chunk) >=
-                                 4 * (size_t)info->compute_units;
+        /* where one row's chunks are work-items enough for every core */
+        plan->apply_across =
+            apply_mode == 2 && d->n > 1 &&
+            clnorm_plan_items_local(plan, ceil_div(plan->apply_rowlen, plan->apply_chunk)) != 0;
     }
 
     if (plan->elements == 0) { /* a valid no-op: nothing to compile or allocate */
