@@ -280,27 +280,40 @@ inline float2 row_out(ulong g, float n, float mean, float m2, int rms, float eps
 }
 
 #if CLNORM_APPLY == 2
-/* y over the run [i, stop) of one row while the next row, S elements on, gets run_sum's shifted
- * sums about c into a0..a3 and t, in run_sum's order (so the same bits): the next row's read
- * from memory overlaps this row's stores, as a copy's do. */
-#define PIPE_STEP(acc, S8, B8)                                                                    \
-    acc += LOAD8(x, i + S) - c;                                                                   \
-    OUT8((LOAD8(x, i) - m) * (S8) + (B8), y, i);                                                  \
-    i += 8;                                                                                       \
-    pos += 8;
+/* y over the run [i, stop) of row g while row g+1 (S elements on, just read, from cache) gets
+ * run_dev's deviations from its first mean m1 into d0, d1, e0, e1, dt, et, and row g+2 (2S
+ * on, from memory) run_sum's shifted sums about c into a0..a3 and t: 32 elements a step, each
+ * sum in its own function's order (so every row gives the same bits as alone). Memory streams
+ * row g+2 in while the core writes row g and sweeps row g+1, where a two-row pipeline left it
+ * idle during each sweep; the read prefetches 4 KiB ahead (rows of 4 KiB are a page each, where
+ * the hardware's streamer stops). In-process A/B against the two-row pipeline, old time over
+ * new, three runs cold and two hot (2-core PoCL machine): LAYER 4096x1024 1.20-1.54, RMS
+ * 0.83-1.39 (four of five 1.14-1.39); against it with the same prefetch 0.96-1.64 and
+ * 0.93-1.19. */
+#define PIPE_SUMS                                                                                 \
+    {                                                                                             \
+        PREFETCH(x + i + 2 * S + PREFETCH_AHEAD);                                                 \
+        PREFETCH(x + i + 2 * S + 16 + PREFETCH_AHEAD);                                            \
+        a0 += LOAD8(x, i + 2 * S) - c;                                                            \
+        a1 += LOAD8(x, i + 2 * S + 8) - c;                                                        \
+        a2 += LOAD8(x, i + 2 * S + 16) - c;                                                       \
+        a3 += LOAD8(x, i + 2 * S + 24) - c;                                                       \
+        for (int h = 0; h < 32; h += 16) {                                                        \
+            float8 u = LOAD8(x, i + S + h) - m1, v = LOAD8(x, i + S + h + 8) - m1;                \
+            d0 += u;                                                                              \
+            d1 += v;                                                                              \
+            e0 += u * u;                                                                          \
+            e1 += v * v;                                                                          \
+        }                                                                                         \
+    }
 #ifdef CLNORM_NT_LINE
-/* Two steps as one line of y (rows that start on a 64-byte boundary), the sums as PIPE_STEP's */
-#define PIPE_LINE(acc0, acc1, S16, B16)                                                           \
-    acc0 += LOAD8(x, i + S) - c;                                                                  \
-    acc1 += LOAD8(x, i + 8 + S) - c;                                                              \
-    NT_LINE((vload16(0, x + i) - m) * (S16) + (B16), y, i);                                       \
-    i += 16;                                                                                      \
-    pos += 16;
+/* y by whole lines where the row starts on a 64-byte boundary */
 #define PIPE_LINES(S16, B16)                                                                      \
     if (!((ulong)(y + i) & 63))                                                                   \
         while (i + 32 <= stop) {                                                                  \
-            PIPE_LINE(a0, a1, S16, B16)                                                           \
-            PIPE_LINE(a2, a3, S16, B16)                                                           \
+            PIPE_SUMS                                                                             \
+            for (int h = 0; h < 32; h += 16, i += 16, pos += 16)                                  \
+                NT_LINE((vload16(0, x + i) - m) * (S16) + (B16), y, i);                           \
         }
 #else
 #define PIPE_LINES(S16, B16)
@@ -308,18 +321,16 @@ inline float2 row_out(ulong g, float n, float mean, float m2, int rms, float eps
 #define PIPE_LOOP(S16, B16, S8, B8, S1, B1)                                                       \
     PIPE_LINES(S16, B16)                                                                          \
     while (i + 32 <= stop) {                                                                      \
-        PIPE_STEP(a0, S8, B8)                                                                     \
-        PIPE_STEP(a1, S8, B8)                                                                     \
-        PIPE_STEP(a2, S8, B8)                                                                     \
-        PIPE_STEP(a3, S8, B8)                                                                     \
+        PIPE_SUMS                                                                                 \
+        for (int h = 0; h < 32; h += 8, i += 8, pos += 8)                                         \
+            OUT8((LOAD8(x, i) - m) * (S8) + (B8), y, i);                                          \
     }                                                                                             \
-    while (i + 8 <= stop) {                                                                       \
-        PIPE_STEP(a0, S8, B8)                                                                     \
-    }                                                                                             \
-    for (; i < stop; ++i, ++pos) {                                                                \
-        t += LOAD1(x, i + S) - c;                                                                 \
-        STORE1((LOAD1(x, i) - m) * (S1) + (B1), y, i);                                            \
-    }
+    run_sum(x, 0, i + 2 * S, stop + 2 * S, c, &a0, &a1, &a2, &a3, &t);                           \
+    run_dev(x, 0, i + S, stop + S, m1, &d0, &d1, &e0, &e1, &dt, &et, 0);                          \
+    for (; i + 8 <= stop; i += 8, pos += 8)                                                       \
+        OUT8((LOAD8(x, i) - m) * (S8) + (B8), y, i);                                              \
+    for (; i < stop; ++i, ++pos)                                                                  \
+        STORE1((LOAD1(x, i) - m) * (S1) + (B1), y, i);
 #define PIPE_PER_ELEMENT(A)                                                                       \
     if (gamma && beta) {                                                                          \
         PIPE_LOOP((A) * vload16(0, gamma + pos), vload16(0, beta + pos),                          \
@@ -344,9 +355,9 @@ inline float2 row_out(ulong g, float n, float mean, float m2, int rms, float eps
  * the group's (mean, M2) as its single partial (for stats_finalize when running statistics
  * need the whole batch), each when given.
  *
- * LAYER and RMS rows of one block without an epilogue, several to a work-item, are pipelined:
- * the first sweep of row g+1 (from memory) runs in row g's apply loop, in run_sum's order, so
- * that each row gives the same bits as alone.
+ * LAYER and RMS rows of one block without an epilogue, several to a work-item, are pipelined
+ * (PIPE_LOOP): row g's apply loop also sweeps row g+1's deviations and reads row g+2, each
+ * in its own function's order, so that each row gives the same bits as alone.
  *
  * Parameters: LAYER and RMS take gamma / beta per element of the row; the other kinds per
  * channel, a row being nseg channels of S / nseg elements from channel (g mod gps) * nseg
@@ -367,15 +378,26 @@ __kernel void norm_rows(__global const store_t *x, __global const store_t *skip,
     ulong g1 = min(ngroups, g0 + rows);
 #if CLNORM_APPLY == 2
     if (!epi && S <= block && g1 - g0 > 1) {
+        /* Row g0's statistics and row g0+1's sums first; then per row g, its y with the two
+         * rows after it in PIPE_LOOP (the last two rows without it). */
+        float fs = (float)S;
         ulong row = g0 * S;
         float c = LOAD1(x, row); /* run_stats's shift */
         float8 a0 = (float8)(0.0f), a1 = a0, a2 = a0, a3 = a0;
         float t = 0.0f;
-        run_sum(x, skip, row, row + S, c, &a0, &a1, &a2, &a3, &t);
-        for (ulong g = g0; g < g1; ++g, row += S) {
+        run_sum(x, 0, row, row + S, c, &a0, &a1, &a2, &a3, &t);
+        float m1 = run_mean0(c, a0, a1, a2, a3, t, fs);
+        float8 d0 = (float8)(0.0f), d1 = d0, e0 = d0, e1 = d0;
+        float dt = 0.0f, et = 0.0f;
+        run_dev(x, 0, row, row + S, m1, &d0, &d1, &e0, &e1, &dt, &et, 0);
+        c = LOAD1(x, row + S);
+        a0 = a1 = a2 = a3 = (float8)(0.0f);
+        t = 0.0f;
+        run_sum(x, 0, row + S, row + 2 * S, c, &a0, &a1, &a2, &a3, &t);
+        for (ulong g = g0;; ++g, row += S) {
             float bm, bm2, n = 0.0f, mean = 0.0f, m2 = 0.0f, shift = 0.0f;
-            run_finish(x, skip, row, S, c, a0, a1, a2, a3, t, 0, &bm, &bm2);
-            merge_block(&n, &mean, &m2, &shift, (float)S, bm, bm2); /* as merge_run */
+            run_close(m1, d0, d1, e0, e1, dt, et, fs, &bm, &bm2);
+            merge_block(&n, &mean, &m2, &shift, fs, bm, bm2); /* as merge_run */
             float2 mi = row_out(g, n, mean + shift, m2, rms, eps, part, stats, ngroups,
                                 save_mean, save_invstd);
             float m = mi.x;
@@ -384,7 +406,15 @@ __kernel void norm_rows(__global const store_t *x, __global const store_t *skip,
                 APPLY_PER_ELEMENT(m, mi.y)
                 break;
             }
-            c = LOAD1(x, row + S);
+            m1 = run_mean0(c, a0, a1, a2, a3, t, fs); /* row g+1's */
+            d0 = d1 = e0 = e1 = (float8)(0.0f);
+            dt = et = 0.0f;
+            if (g + 2 == g1) {
+                APPLY_PER_ELEMENT(m, mi.y)
+                run_dev(x, 0, row + S, row + 2 * S, m1, &d0, &d1, &e0, &e1, &dt, &et, 0);
+                continue;
+            }
+            c = LOAD1(x, row + 2 * S);
             a0 = a1 = a2 = a3 = (float8)(0.0f);
             t = 0.0f;
             PIPE_PER_ELEMENT(mi.y)

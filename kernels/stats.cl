@@ -67,6 +67,23 @@ inline void run_dev(__global const store_t *x, __global const store_t *skip, ulo
     }
 }
 
+/* The first mean of count elements from run_sum's shifted sums (a0..a3, t) about shift. */
+inline float run_mean0(float shift, float8 a0, float8 a1, float8 a2, float8 a3, float t,
+                       float fc)
+{
+    return shift + (hsum8((a0 + a1) + (a2 + a3)) + t) / fc;
+}
+
+/* (mean, M2) of count elements from their first mean and run_dev's sums of deviations from it:
+ * the sum of deviations corrects both. */
+inline void run_close(float mean0, float8 d0, float8 d1, float8 e0, float8 e1, float dt,
+                      float et, float fc, float *mean, float *m2)
+{
+    float sd = hsum8(d0 + d1) + dt;
+    *mean = mean0 + sd / fc;
+    *m2 = hsum8(e0 + e1) + et - sd * (sd / fc);
+}
+
 /* The second half of run_stats, after run_sum gave the shifted sums (a0..a3, t) of x[i0, i0 +
  * count) about shift: the first mean, then the sweep of deviations (from cache). */
 inline void run_finish(__global const store_t *x, __global const store_t *skip, ulong i0,
@@ -74,13 +91,11 @@ inline void run_finish(__global const store_t *x, __global const store_t *skip, 
                        float t, ulong ahead, float *mean, float *m2)
 {
     float fc = (float)count;
-    float mean0 = shift + (hsum8((a0 + a1) + (a2 + a3)) + t) / fc;
+    float mean0 = run_mean0(shift, a0, a1, a2, a3, t, fc);
     float8 d0 = (float8)(0.0f), d1 = d0, e0 = d0, e1 = d0;
     float dt = 0.0f, et = 0.0f;
     run_dev(x, skip, i0, i0 + count, mean0, &d0, &d1, &e0, &e1, &dt, &et, ahead);
-    float sd = hsum8(d0 + d1) + dt;
-    *mean = mean0 + sd / fc;
-    *m2 = hsum8(e0 + e1) + et - sd * (sd / fc);
+    run_close(mean0, d0, d1, e0, e1, dt, et, fc, mean, m2);
 }
 
 /* (mean, M2) of count contiguous elements x[i0, i0 + count), two-pass: the shifted sum gives a
@@ -121,14 +136,15 @@ __kernel void stats_partial_rows(__global const store_t *x, __global const store
     float acc1 = 0.0f;
     for (ulong q = b.q0, i = b.first; q < b.q1; ++q, i += stride)
         run_sum(x, skip, i, i + ns, shift, &a0, &a1, &a2, &a3, &acc1);
-    float mean0 = shift + (hsum8((a0 + a1) + (a2 + a3)) + acc1) / count;
+    float mean0 = run_mean0(shift, a0, a1, a2, a3, acc1, count);
 
     float8 d0 = (float8)(0.0f), d1 = d0, e0 = d0, e1 = d0;
     float dt = 0.0f, et = 0.0f;
     for (ulong q = b.q0, i = b.first; q < b.q1; ++q, i += stride)
         run_dev(x, skip, i, i + ns, mean0, &d0, &d1, &e0, &e1, &dt, &et, 0);
-    float sd = hsum8(d0 + d1) + dt;
-    store_partial(part, b.out, mean0 + sd / count, hsum8(e0 + e1) + et - sd * (sd / count));
+    float mean, m2;
+    run_close(mean0, d0, d1, e0, e1, dt, et, count, &mean, &m2);
+    store_partial(part, b.out, mean, m2);
 }
 
 #ifdef CLNORM_WG

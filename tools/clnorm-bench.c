@@ -784,6 +784,8 @@ static int ab_plan(bench *B, const problem *p, const clnorm_plan *plan, op *alt,
     const clnorm_desc *d = &p->desc;
     clnorm_context *ctx = B->ab_kernels ? B->ab_ctx : B->ctx;
     clnorm_tuning keep = ctx->tuning;
+    const char *dir = getenv("CLNORM_KERNEL_DIR"); /* this plan's, put back after */
+    char *dir_keep = dir ? strdup(dir) : NULL;
     if (B->ab_stream)
         ctx->tuning.stream_min = plan->stream ? 0 : 1;
     else if (B->ab_kernels)
@@ -803,8 +805,11 @@ static int ab_plan(bench *B, const problem *p, const clnorm_plan *plan, op *alt,
     int ran = again && op_run(B, alt, r) == CLNORM_SUCCESS &&
               read_buffer(B, out, again, out_bytes, "the other plan's output", r) == 0;
     ctx->tuning = keep;
-    if (B->ab_kernels)
+    if (B->ab_kernels && dir_keep)
+        setenv("CLNORM_KERNEL_DIR", dir_keep, 1);
+    else if (B->ab_kernels)
         unsetenv("CLNORM_KERNEL_DIR");
+    free(dir_keep);
     if (s)
         set_message(r, "clnorm_plan_create (--ab): %s: %s", clnorm_status_string(s),
                     clnorm_context_last_error(ctx));
