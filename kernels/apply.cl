@@ -282,8 +282,8 @@ inline float2 row_out(ulong g, float n, float mean, float m2, int rms, float eps
 #if CLNORM_APPLY == 2
 /* y over the run [i, stop) of row g while row g+1 (S elements on, just read, from cache) gets
  * run_dev's deviations from its first mean m1 into d0, d1, e0, e1, dt, et, and row g+2 (2S
- * on, from memory) run_sum's shifted sums about c into a0..a3 and t: 32 elements a step, each
- * sum in its own function's order (so every row gives the same bits as alone). Memory streams
+ * on, from memory) run_sum's shifted sums about c into a0..a3 and t: 32 elements a step, by
+ * those functions themselves (so every row gives the same bits as alone). Memory streams
  * row g+2 in while the core writes row g and sweeps row g+1, where a two-row pipeline left it
  * idle during each sweep; the read prefetches 4 KiB ahead (rows of 4 KiB are a page each, where
  * the hardware's streamer stops). In-process A/B against the two-row pipeline, old time over
@@ -294,17 +294,8 @@ inline float2 row_out(ulong g, float n, float mean, float m2, int rms, float eps
     {                                                                                             \
         PREFETCH(x + i + 2 * S + PREFETCH_AHEAD);                                                 \
         PREFETCH(x + i + 2 * S + 16 + PREFETCH_AHEAD);                                            \
-        a0 += LOAD8(x, i + 2 * S) - c;                                                            \
-        a1 += LOAD8(x, i + 2 * S + 8) - c;                                                        \
-        a2 += LOAD8(x, i + 2 * S + 16) - c;                                                       \
-        a3 += LOAD8(x, i + 2 * S + 24) - c;                                                       \
-        for (int h = 0; h < 32; h += 16) {                                                        \
-            float8 u = LOAD8(x, i + S + h) - m1, v = LOAD8(x, i + S + h + 8) - m1;                \
-            d0 += u;                                                                              \
-            d1 += v;                                                                              \
-            e0 += u * u;                                                                          \
-            e1 += v * v;                                                                          \
-        }                                                                                         \
+        run_sum(x, 0, i + 2 * S, i + 2 * S + 32, c, &a0, &a1, &a2, &a3, &t);                     \
+        run_dev(x, 0, i + S, i + S + 32, m1, &d0, &d1, &e0, &e1, &dt, &et, 0);                    \
     }
 #ifdef CLNORM_NT_LINE
 /* y by whole lines where the row starts on a 64-byte boundary */
