@@ -5,9 +5,11 @@
  *
  * Both libraries run the same problem with the same threads (oneDNN's OpenMP threads = the
  * OpenCL CPU device's compute units) and the same cache state: before every timed call of
- * either, 64 MiB are written (cold, the default; --hot leaves the caches as the previous call
- * of the same library left them, as in a network where x was just written). Calls alternate,
- * oneDNN then clnorm, so drift slows both alike; each reports the median of its calls.
+ * either, 64 MiB are written (cold, the default; --hot: an untimed call of the same operation
+ * by the same library, as in a network where x was just written, and as clnorm-bench --hot
+ * times). Calls alternate, oneDNN then clnorm, so drift slows both alike; each reports the
+ * median of its calls. (Hot once meant no preparation at all, so that each library's timed
+ * call found the caches as the other's call on the same memory had left them.)
  *
  * Both read and write the same memory: x, y, dy, dx, gamma and beta are page-aligned
  * allocations that oneDNN takes as its memory objects' handles and clnorm as its buffers'
@@ -281,6 +283,12 @@ static void clnorm_free(clnorm_op *o)
     clnorm_plan_release(o->plan);
 }
 
+static void onednn_run(const onednn_op *od, dnnl_stream_t stream)
+{
+    DNNL(dnnl_primitive_execute(od->prim, stream, od->nargs, od->args));
+    DNNL(dnnl_stream_wait(stream));
+}
+
 static unsigned char *evict_buf;
 
 static void evict(void)
@@ -324,7 +332,8 @@ int main(int argc, char **argv)
     printf("oneDNN %d.%d.%d (%d OpenMP threads) against clnorm %s on %u compute units, %s "
            "caches, median of %d alternating calls each\n\n",
            v->major, v->minor, v->patch, (int)units, clnorm_version_string(), units,
-           hot ? "hot" : "cold (64 MiB written before each call)", repeat);
+           hot ? "hot (an untimed call before each)" : "cold (64 MiB written before each call)",
+           repeat);
     printf("| problem | oneDNN ms | clnorm ms | oneDNN ÷ clnorm |\n|---|---|---|---|\n");
     int nproblems = first < argc ? argc - first : (int)COUNT(default_problems);
     double *t = malloc(2 * (size_t)repeat * sizeof *t);
@@ -345,13 +354,16 @@ int main(int argc, char **argv)
         onednn_make(&p, eng, &od);
         clnorm_make(ctx, &p, &od, &co);
         for (int k = -WARMUP; k < repeat; ++k) {
-            if (!hot)
+            if (hot)
+                onednn_run(&od, stream);
+            else
                 evict();
             double t0 = now_s();
-            DNNL(dnnl_primitive_execute(od.prim, stream, od.nargs, od.args));
-            DNNL(dnnl_stream_wait(stream));
+            onednn_run(&od, stream);
             double t1 = now_s();
-            if (!hot)
+            if (hot)
+                clnorm_run(ctx, &co);
+            else
                 evict();
             double t2 = now_s();
             clnorm_run(ctx, &co);
