@@ -118,4 +118,16 @@ static inline double median(double *t, int n)
     return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
 }
 
+/*
+ * Whether PoCL's worker threads are pinned, for the tables' headers: PoCL starts as many
+ * threads as cores and lets them migrate unless POCL_AFFINITY=1 pins thread k to core k. On the
+ * 2-core VM that decided a cold call's time by up to 2x (README, "Pinned threads").
+ */
+static inline const char *pocl_threads_note(void)
+{
+    const char *a = getenv("POCL_AFFINITY");
+    return a && a[0] == '1' ? "PoCL threads pinned (POCL_AFFINITY=1)"
+                            : "PoCL threads not pinned (POCL_AFFINITY unset)";
+}
+
 #endif

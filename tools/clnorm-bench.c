@@ -1160,6 +1160,8 @@ static void print_header(const bench *B, int width)
            clnorm_version_string(), B->device, B->device_type,
            (unsigned)B->ctx->info.compute_units,
            B->ctx->info.cls == CLNORM_CLASS_GPU ? "GPU" : "CPU");
+    if (strstr(B->device, "Portable Computing Language"))
+        printf("%s\n", pocl_threads_note());
     if (B->repeat)
         printf("ms: median of %d calls", B->repeat);
     else

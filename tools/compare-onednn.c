@@ -377,9 +377,11 @@ int main(int argc, char **argv)
     if (!evict_buf)
         die("out of memory");
     const dnnl_version_t *v = dnnl_version();
-    printf("oneDNN %d.%d.%d (%d OpenMP threads) against clnorm %s on %u compute units, %s "
-           "caches, median of %d alternating calls each\n\n",
-           v->major, v->minor, v->patch, (int)units, clnorm_version_string(), units,
+    const char *bind = getenv("OMP_PROC_BIND");
+    printf("oneDNN %d.%d.%d (%d OpenMP threads, OMP_PROC_BIND=%s) against clnorm %s on %u "
+           "compute units (%s), %s caches, median of %d alternating calls each\n\n",
+           v->major, v->minor, v->patch, (int)units, bind ? bind : "unset",
+           clnorm_version_string(), units, pocl_threads_note(),
            hot ? "hot (an untimed call before each)" : "cold (64 MiB written before each call)",
            repeat);
     printf("| problem | oneDNN ms | clnorm ms | oneDNN ÷ clnorm |\n|---|---|---|---|\n");
