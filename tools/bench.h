@@ -127,7 +127,7 @@ static inline const char *pocl_threads_note(void)
 {
     const char *a = getenv("POCL_AFFINITY");
     return a && a[0] == '1' ? "PoCL threads pinned (POCL_AFFINITY=1)"
-                            : "PoCL threads not pinned (POCL_AFFINITY unset)";
+                            : "PoCL threads not pinned (POCL_AFFINITY not 1)";
 }
 
 #endif

@@ -308,6 +308,10 @@ static int others_running(void)
     ssize_t n = readlink("/proc/thread-self", link, sizeof link - 1); /* "pid/task/tid" */
     const char *self = n > 0 ? strrchr(link, '/') : NULL;
     long self_tid = self ? atol(self + 1) : -1;
+    if (self_tid < 0) { /* the caller would count itself */
+        closedir(dir);
+        return -1;
+    }
     int running = 0;
     for (struct dirent *e; (e = readdir(dir));) {
         if (e->d_name[0] == '.' || atol(e->d_name) == self_tid)
@@ -330,11 +334,16 @@ static int others_running(void)
 
 /* Waits, polling, until every other thread is asleep (at most 0.2 s): the previous call's
  * spinning threads off the cores before the next library's preparation. */
+static int quiesce_timeouts; /* waits that ended at the limit, reported at the end */
+
 static void quiesce(void)
 {
     double t0 = now_s();
-    while (others_running() > 0 && now_s() - t0 < 0.2)
+    int running;
+    while ((running = others_running()) > 0 && now_s() - t0 < 0.2)
         ;
+    if (running > 0)
+        ++quiesce_timeouts;
 }
 
 static unsigned char *evict_buf;
@@ -377,11 +386,19 @@ int main(int argc, char **argv)
     if (!evict_buf)
         die("out of memory");
     const dnnl_version_t *v = dnnl_version();
-    const char *bind = getenv("OMP_PROC_BIND");
-    printf("oneDNN %d.%d.%d (%d OpenMP threads, OMP_PROC_BIND=%s) against clnorm %s on %u "
-           "compute units (%s), %s caches, median of %d alternating calls each\n\n",
+    const char *bind = getenv("OMP_PROC_BIND"), *places = getenv("OMP_PLACES");
+    cl_platform_id platform = NULL;
+    char platform_name[256] = "";
+    clGetDeviceInfo(dev, CL_DEVICE_PLATFORM, sizeof platform, &platform, NULL);
+    if (platform)
+        clGetPlatformInfo(platform, CL_PLATFORM_NAME, sizeof platform_name - 1, platform_name,
+                          NULL);
+    int pocl = strstr(platform_name, "Portable Computing Language") != NULL;
+    printf("oneDNN %d.%d.%d (%d OpenMP threads, OMP_PROC_BIND=%s, OMP_PLACES=%s) against clnorm "
+           "%s on %u compute units%s%s%s, %s caches, median of %d alternating calls each\n\n",
            v->major, v->minor, v->patch, (int)units, bind ? bind : "unset",
-           clnorm_version_string(), units, pocl_threads_note(),
+           places ? places : "unset", clnorm_version_string(), units, pocl ? " (" : "",
+           pocl ? pocl_threads_note() : "", pocl ? ")" : "",
            hot ? "hot (an untimed call before each)" : "cold (64 MiB written before each call)",
            repeat);
     printf("| problem | oneDNN ms | clnorm ms | oneDNN ÷ clnorm |\n|---|---|---|---|\n");
@@ -433,6 +450,12 @@ int main(int argc, char **argv)
         clnorm_free(&co); /* before the memory under its buffers goes */
         onednn_free(&od);
     }
+    if (quiesce_timeouts)
+        fprintf(stderr,
+                "compare-onednn: %d waits for the other threads to sleep ended at 0.2 s (a "
+                "thread that never sleeps, e.g. OMP_WAIT_POLICY=active): those calls ran beside "
+                "it\n",
+                quiesce_timeouts);
     free(t);
     free(evict_buf);
     dnnl_stream_destroy(stream);
