@@ -332,10 +332,10 @@ static int others_running(void)
     return running;
 }
 
-/* Waits, polling, until every other thread is asleep (at most 0.2 s): the previous call's
- * spinning threads off the cores before the next library's preparation. */
 static int quiesce_timeouts; /* waits that ended at the limit, reported at the end */
 
+/* Waits, polling, until every other thread is asleep (at most 0.2 s): the previous call's
+ * spinning threads off the cores before the next library's preparation. */
 static void quiesce(void)
 {
     double t0 = now_s();
